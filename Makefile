@@ -1,0 +1,30 @@
+# Two commands for a fresh machine: `make demo` (run the main job) and `make test` (run the tests).
+# Both create or reuse the virtual environment .venv in this folder.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test test-slow world clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/memora-bench world info --verify
+
+test: $(VENV)/.installed
+	$(BIN)/pytest
+
+test-slow: $(VENV)/.installed
+	$(BIN)/pytest -m slow
+
+world: $(VENV)/.installed
+	$(BIN)/memora-bench world train
+
+clean-venv:
+	rm -rf $(VENV)

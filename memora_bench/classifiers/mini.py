@@ -1,0 +1,99 @@
+"""The miniature world's digit (10-way) and style (plain / bold / italic) classifiers.
+
+One small CNN, two heads' worth of weights. Images are 32x32; RGB input is averaged to grey, as the
+miniature pipeline draws grey digits on three equal channels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+DIGIT_LABELS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+STYLE_LABELS = ("plain", "bold", "italic")
+FEATURE_DIM = 128
+
+
+class SmallCNN(nn.Module):
+    """conv(32) conv(32) pool conv(64) conv(64) pool conv(128) pool -> 128 features -> classes."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.body = nn.Sequential(
+            *block(1, 32), *block(32, 32), nn.MaxPool2d(2),
+            *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
+            *block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(FEATURE_DIM, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def to_grey_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W) grey or (N, H, W, 3) RGB images, uint8 or float in [0, 1], to a (N, 1, 32, 32) tensor."""
+    arr = np.asarray(images)
+    arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+    if arr.ndim == 4:
+        arr = arr.mean(axis=-1)
+    if arr.shape[1:] != (32, 32):
+        raise ValueError(f"miniature classifiers take 32x32 images, got {arr.shape[1:]}")
+    return torch.from_numpy(arr).unsqueeze(1)
+
+
+@dataclass
+class MiniClassifier:
+    """A loaded miniature classifier: ``probs`` and ``features`` for a batch of images."""
+
+    name: str
+    labels: tuple[str, ...]
+    model: SmallCNN
+    sha256: str
+
+    @torch.inference_mode()
+    def probs(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        x = to_grey_tensor(images)
+        out = [torch.softmax(self.model(x[i : i + batch_size]), dim=1) for i in range(0, len(x), batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), np.float32)
+
+    @torch.inference_mode()
+    def features(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        x = to_grey_tensor(images)
+        out = [self.model.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, FEATURE_DIM), np.float32)
+
+
+def load_mini_classifier(path: Path, labels: tuple[str, ...], expected_sha256: str | None = None) -> MiniClassifier:
+    """Load a classifier from safetensors, refusing a file whose sha256 is not the expected one."""
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise FileNotFoundError(f"classifier weights missing: {path}")
+    digest = sha256_file(path)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ValueError(f"classifier weights {path} have sha256 {digest}, expected {expected_sha256}")
+    model = SmallCNN(len(labels))
+    model.load_state_dict(load_file(str(path)), strict=True)
+    model.eval()
+    return MiniClassifier(path.stem, labels, model, digest)

@@ -1,0 +1,47 @@
+"""The ``memora-bench`` command. Heavy imports live inside the handlers so that ``--help`` is instant.
+
+Exit codes: 0 success; 1 the command ran and found a failure (an evaluation error, a regression);
+2 bad input (unknown file, invalid card or manifest, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_cli() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="memora-bench",
+        description="Is the erased concept really gone? Probes unlearned text-to-image checkpoints.",
+        epilog="Exit codes: 0 ok, 1 failure found, 2 bad input.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    world = sub.add_parser("world", help="the miniature digits world: inspect or rebuild it")
+    wsub = world.add_subparsers(dest="world_command", required=True)
+    info = wsub.add_parser("info", help="models, concepts, sha256s, accuracies and concept rates")
+    info.add_argument("--json", action="store_true", help="print JSON for scripts")
+    info.add_argument("--verify", action="store_true", help="recompute every sha256 and fail on a mismatch")
+    train = wsub.add_parser("train", help="rebuild the world's weights with fixed seeds (hours on a 2-core CPU)")
+    train.add_argument("--stage", action="append", choices=["classifiers", "vae", "base", "oracle", "measure"],
+                       help="run only these stages (repeatable); default: every stage not yet built")
+    train.add_argument("--force", action="store_true", help="rebuild stages that are already built")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_cli().parse_args(argv)
+    if args.command == "world":
+        from memora_bench.world import commands
+
+        return commands.run(args)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
