@@ -21,6 +21,26 @@ def build_cli() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    ev = sub.add_parser("evaluate", help="run a suite's probes against submissions; write result files")
+    ev.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="submission names or folders")
+    ev.add_argument("--suite", default="mini-v1", help="suite name (benchmark/NAME.yaml) or path (default: mini-v1)")
+    ev.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
+    ev.add_argument("--probes", help="comma-separated subset of the suite's probes")
+    ev.add_argument("--out", default="runs", help="results folder (default: runs)")
+    ev.add_argument("--cache-dir", default=None, help="cache folder (default: $MEMORA_BENCH_CACHE or .cache/memora-bench)")
+    ev.add_argument("--overwrite", choices=["never", "missing", "always"], default="never",
+                    help="never: keep existing results; missing: recompute results from the cache, generating "
+                         "only missing images; always: regenerate everything (default: never)")
+    ev.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    va = sub.add_parser("validate", help="check task cards, suites and submissions; report every problem")
+    va.add_argument("paths", nargs="*", help="files or submission folders (default: everything in the repository)")
+    va.add_argument("--json", action="store_true")
+
+    ls = sub.add_parser("ls", help="list tasks, probes, submissions or suites")
+    ls.add_argument("what", choices=["tasks", "probes", "submissions", "suites"])
+    ls.add_argument("--json", action="store_true")
+
     world = sub.add_parser("world", help="the miniature digits world: inspect or rebuild it")
     wsub = world.add_subparsers(dest="world_command", required=True)
     info = wsub.add_parser("info", help="models, concepts, sha256s, accuracies and concept rates")
@@ -36,6 +56,12 @@ def build_cli() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_cli().parse_args(argv)
+    if args.command in ("evaluate", "validate", "ls"):
+        from memora_bench import commands
+
+        if args.command == "evaluate" and args.cache_dir is None:
+            args.cache_dir = str(commands.default_cache_dir())
+        return getattr(commands, args.command)(args)
     if args.command == "world":
         from memora_bench.world import commands
 

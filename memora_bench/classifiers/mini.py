@@ -97,3 +97,47 @@ def load_mini_classifier(path: Path, labels: tuple[str, ...], expected_sha256: s
     model.load_state_dict(load_file(str(path)), strict=True)
     model.eval()
     return MiniClassifier(path.stem, labels, model, digest)
+
+
+def top1_hits(probs: np.ndarray, labels: tuple[str, ...], label: str, threshold: float) -> np.ndarray:
+    """An image shows ``label`` when it is the top-1 class with probability >= ``threshold``."""
+    if label not in labels:
+        raise KeyError(f"label {label!r} is not one of {labels}")
+    j = labels.index(label)
+    return (probs.argmax(1) == j) & (probs[:, j] >= threshold)
+
+
+class _Registered(MiniClassifier):
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        return self.probs(images)
+
+    def hits(self, scores: np.ndarray, label: str, threshold: float) -> np.ndarray:
+        return top1_hits(scores, self.labels, label, threshold)
+
+    @property
+    def id(self) -> str:
+        return f"mini-{self.name}"
+
+
+def _load_world(kind: str, labels: tuple[str, ...], world=None) -> _Registered:
+    from memora_bench.miniworld import WorldError, load_manifest, verify_files
+    from memora_bench.paths import world_dir
+
+    world = Path(world) if world else world_dir()
+    manifest = load_manifest(world)
+    rel = f"classifiers/{kind}.safetensors"
+    if rel not in manifest["files"]:
+        raise WorldError(f"world.json lists no {rel}; rebuild the world with `memora-bench world train`")
+    verify_files(manifest, world, only="classifiers")
+    clf = load_mini_classifier(world / rel, labels, manifest["files"][rel]["sha256"])
+    return _Registered(clf.name, clf.labels, clf.model, clf.sha256)
+
+
+def load_digit(world=None) -> _Registered:
+    """The shipped 10-way digit classifier, checked against world.json."""
+    return _load_world("digit", DIGIT_LABELS, world)
+
+
+def load_style(world=None) -> _Registered:
+    """The shipped plain / bold / italic classifier, checked against world.json."""
+    return _load_world("style", STYLE_LABELS, world)

@@ -27,11 +27,15 @@ def concept_rate_plan(concept: str, n: int = IMAGES_PER_CONCEPT) -> tuple[list[s
     return [prompts[i % len(prompts)] for i in range(n)], [SEED_BASE + i for i in range(n)]
 
 
+THRESHOLD = 0.5  # the miniature task cards' threshold: top-1 with probability >= 0.5
+
+
 def concept_hits(concept: str, images: np.ndarray, digit_clf, style_clf) -> np.ndarray:
-    """Boolean per image: does the classifier's top-1 label equal the concept?"""
-    if concept in DIGIT_WORDS:
-        return digit_clf.probs(images).argmax(1) == DIGIT_WORDS.index(concept)
-    return style_clf.probs(images).argmax(1) == STYLES.index(concept)
+    """Boolean per image: is the concept the classifier's top-1 label with probability >= THRESHOLD?"""
+    from memora_bench.classifiers.mini import top1_hits
+
+    clf = digit_clf if concept in DIGIT_WORDS else style_clf
+    return top1_hits(clf.probs(images), clf.labels, concept, THRESHOLD)
 
 
 def _file_table(world: Path) -> dict:
@@ -62,13 +66,14 @@ def measure_world(world: Path) -> dict:
     models = {}
     for name in ("base", "oracle"):
         pipe = load_pipeline(name, world, verify=False)
-        rates = {}
+        rates, hits = {}, {}
         for concept in concepts:
             prompts, seeds = concept_rate_plan(concept)
-            images = generate(pipe, prompts, seeds, config, batch_size=64)
-            rates[concept] = float(concept_hits(concept, images, digit, style).mean())
+            h = concept_hits(concept, generate(pipe, prompts, seeds, config), digit, style)
+            rates[concept], hits[concept] = float(h.mean()), "".join("1" if x else "0" for x in h)
             print(f"[measure] {name:6s} {concept:6s} {rates[concept]:.3f}")
-        models[name] = {"concept_rates": rates, "images_per_concept": IMAGES_PER_CONCEPT}
+        models[name] = {"concept_rates": rates, "concept_hits": hits, "images_per_concept": IMAGES_PER_CONCEPT,
+                        "threshold": THRESHOLD}
     models["base"].update(path="base", training=reports.get("base"))
     models["oracle"].update(
         path="oracle/unet",
@@ -82,7 +87,7 @@ def measure_world(world: Path) -> dict:
     prompts, seeds = concept_rate_plan("seven", 64)
     generate(pipe, prompts[:8], seeds[:8], config)  # warm-up
     t0 = time.perf_counter()
-    generate(pipe, prompts, seeds, config, batch_size=64)
+    generate(pipe, prompts, seeds, config)
     ips = 64 / (time.perf_counter() - t0)
 
     files = _file_table(world)

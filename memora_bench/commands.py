@@ -1,0 +1,207 @@
+"""Handlers of ``evaluate``, ``validate`` and ``ls`` (imported only when one of them runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from memora_bench.cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from memora_bench.paths import repo_root
+from memora_bench.specs import SpecError, load_submission, load_suite, load_task
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MEMORA_BENCH_CACHE", repo_root() / ".cache" / "memora-bench"))
+
+
+def resolve(kind: str, ref: str) -> Path:
+    """A name (``mini-seven``) or a path to a task card, suite or submission."""
+    p = Path(ref)
+    if p.exists():
+        return p
+    root = repo_root()
+    candidates = {
+        "task": root / "tasks" / f"{ref}.yaml",
+        "suite": root / "benchmark" / f"{ref}.yaml",
+        "submission": root / "submissions" / ref / "submission.yaml",
+    }
+    if candidates[kind].exists():
+        return candidates[kind]
+    for folder in (root / "baselines").glob(f"{ref}*") if kind == "submission" else []:
+        if (folder / "submission.yaml").exists() and folder.name == ref:
+            return folder / "submission.yaml"
+    raise SpecError([f"no {kind} named {ref!r} (looked for {p} and {candidates[kind]})"])
+
+
+def _err(lines: list[str]) -> None:
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+
+
+def evaluate(args) -> int:
+    from memora_bench.cache import Cache
+    from memora_bench.runner import evaluate as run
+
+    problems: list[str] = []
+    suite = tasks = None
+    submissions = []
+    try:
+        suite = load_suite(resolve("suite", args.suite))
+    except SpecError as err:
+        problems += err.problems
+    if suite is not None:
+        names = list(suite.tasks)
+        if args.tasks:
+            wanted = [t for t in args.tasks.split(",") if t]
+            problems += [f"task {t!r} is not in suite {suite.name} ({', '.join(names)})" for t in wanted if t not in names]
+            names = [t for t in names if t in wanted]
+        tasks = []
+        for name in names:
+            try:
+                tasks.append(load_task(resolve("task", name)))
+            except SpecError as err:
+                problems += err.problems
+        if args.probes:
+            wanted = [p for p in args.probes.split(",") if p]
+            have = [p.name for p in suite.probes]
+            problems += [f"probe {p!r} is not in suite {suite.name} ({', '.join(have)})" for p in wanted if p not in have]
+            from dataclasses import replace
+
+            suite = replace(suite, probes=tuple(p for p in suite.probes if p.name in wanted))
+    for ref in args.submissions:
+        try:
+            submissions.append(load_submission(resolve("submission", ref)))
+        except SpecError as err:
+            problems += err.problems
+    if problems:
+        _err(problems)
+        return EXIT_BAD_INPUT
+
+    out = Path(args.out)
+    report = run(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
+                 progress=not args.json and sys.stderr.isatty())
+    summary = _summary(report)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(_table(summary))
+    return EXIT_FAILURE if report.failed else EXIT_OK
+
+
+def _summary(report) -> dict:
+    rows = []
+    for path in report.written + report.skipped:
+        data = json.loads(Path(path).read_text())
+        row = {"submission": data["submission"]["name"], "task": data["task"]["name"], "result": str(path),
+               "skipped": path in report.skipped}
+        for probe, res in data["probes"].items():
+            row[probe] = {k: res["rates"]["all"][k] for k in ("k", "n", "rate", "wilson")}
+        row["retain"] = {k: data["utility"]["retain"]["all"][k] for k in ("k", "n", "rate", "wilson")}
+        if "frechet" in data["utility"]:
+            row["frechet"] = data["utility"]["frechet"]["value"]
+        row["seconds"] = data["timing"]["total_wall_s"]
+        rows.append(row)
+    return {"results": rows, "failed": [{"submission": s, "task": t, "error": e} for s, t, e in report.failed]}
+
+
+def _fmt(rate: dict) -> str:
+    lo, hi = rate["wilson"]
+    return f"{rate['k']:>3}/{rate['n']:<3} {100 * rate['rate']:5.1f}% [{100 * lo:4.1f}, {100 * hi:4.1f}]"
+
+
+def _table(summary: dict) -> str:
+    lines = [f"{'submission':16s} {'task':18s} {'plain (erased concept)':29s} {'retained accuracy':29s} {'Frechet':>8s}"]
+    for r in summary["results"]:
+        plain = _fmt(r["plain"]) if "plain" in r else "-"
+        fd = f"{r['frechet']:8.3f}" if "frechet" in r else "       -"
+        lines.append(f"{r['submission']:16s} {r['task']:18s} {plain:29s} {_fmt(r['retain']):29s} {fd}")
+    lines.append("")
+    for r in summary["results"]:
+        lines.append(f"{'kept   ' if r['skipped'] else 'wrote  '}{r['result']}")
+    for f in summary["failed"]:
+        lines.append(f"FAILED {f['submission']} / {f['task']}: {f['error']}")
+    return "\n".join(lines)
+
+
+def validate(args) -> int:
+    """Check task cards, suites and submissions (every one in the repository, or the given paths)."""
+    from memora_bench.models.loading import CheckpointError, verify_checkpoint_file
+
+    root = repo_root()
+    paths = [Path(p) for p in args.paths] or (
+        sorted((root / "tasks").glob("*.yaml")) + sorted((root / "benchmark").glob("*.yaml"))
+        + sorted((root / "submissions").glob("*/submission.yaml")) + sorted((root / "baselines").glob("*/submission.yaml"))
+    )
+    problems: list[str] = []
+    checked = 0
+    for path in paths:
+        kind = _kind_of(path)
+        checked += 1
+        try:
+            if kind == "task":
+                load_task(path)
+            elif kind == "suite":
+                suite = load_suite(path)
+                for t in suite.tasks:
+                    if not (root / "tasks" / f"{t}.yaml").exists():
+                        problems.append(f"{path}: task {t!r} has no card tasks/{t}.yaml")
+            elif kind == "submission":
+                sub = load_submission(path)
+                for t in sub.tasks:
+                    if not (root / "tasks" / f"{t}.yaml").exists():
+                        problems.append(f"{sub.path}: task {t!r} has no card tasks/{t}.yaml")
+                if sub.checkpoint is not None:
+                    verify_checkpoint_file(sub)
+            else:
+                problems.append(f"{path}: not a task card, suite or submission (or missing)")
+        except (SpecError, CheckpointError) as err:
+            problems += err.problems
+    if args.json:
+        print(json.dumps({"checked": checked, "problems": problems}, indent=2))
+    else:
+        _err(problems)
+        print(f"checked {checked} file(s): {len(problems)} problem(s)")
+    return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+def _kind_of(path: Path) -> str | None:
+    path = Path(path)
+    if path.is_dir() and (path / "submission.yaml").exists():
+        return "submission"
+    if path.name == "submission.yaml":
+        return "submission"
+    if path.suffix in (".yaml", ".yml") and path.parent.name == "benchmark":
+        return "suite"
+    if path.suffix in (".yaml", ".yml") and path.parent.name == "tasks":
+        return "task"
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            return "task"  # let the task loader report the YAML error
+        if isinstance(data, dict) and "probes" in data:
+            return "suite"
+        if isinstance(data, dict) and "method" in data:
+            return "submission"
+        return "task"
+    return None
+
+
+def ls(args) -> int:
+    from memora_bench.runner import PROBES
+
+    root = repo_root()
+    if args.what == "tasks":
+        items = [p.stem for p in sorted((root / "tasks").glob("*.yaml"))]
+    elif args.what == "suites":
+        items = [p.stem for p in sorted((root / "benchmark").glob("*.yaml"))]
+    elif args.what == "submissions":
+        items = [p.parent.name for p in sorted((root / "submissions").glob("*/submission.yaml"))]
+    else:
+        items = sorted(PROBES)
+    print(json.dumps(items) if args.json else "\n".join(items))
+    return EXIT_OK

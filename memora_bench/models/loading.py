@@ -1,0 +1,199 @@
+"""Load a task's base model and apply a submission's declared component, strictly.
+
+The component is data, declared in the manifest and never guessed from a file name:
+
+- ``unet``: a full or partial UNet state dict (safetensors, or ``.pt`` read with ``weights_only=True``);
+  a partial dict replaces exactly the tensors it names; unknown keys, shape or dtype mismatches and
+  non-finite values are errors.
+- ``text_encoder``: the same for the text encoder.
+- ``pipeline``: a diffusers pipeline folder replacing the base model whole.
+- ``lora``: a diffusers / peft LoRA adapter for the UNet, fused at scale 1.
+
+No silent partial load: every problem is collected and raised as one :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from memora_bench.paths import repo_root
+from memora_bench.specs import BaseModel, Submission, sha256_file
+
+MAX_CHECKPOINT_BYTES = 8 * 1024**3
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be applied; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def load_base(base: BaseModel):
+    """The base pipeline: the shipped miniature world (``world/base``) or a Hub model (SD-1.4)."""
+    from memora_bench import miniworld
+
+    local = repo_root() / base.id
+    if base.id.startswith("world/"):
+        manifest = miniworld.load_manifest()
+        if manifest["version"] != base.revision:
+            raise miniworld.WorldError(
+                f"task expects world revision {base.revision!r}, the shipped world is {manifest['version']!r}")
+        return miniworld.load_pipeline("base")
+    from diffusers import StableDiffusionPipeline
+
+    source = str(local) if local.is_dir() else base.id
+    pipe = StableDiffusionPipeline.from_pretrained(
+        source, revision=None if local.is_dir() else base.revision, torch_dtype=torch.float32,
+        safety_checker=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors or pickle-free ``.pt``/``.bin`` file; pickled code is refused unrun."""
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors raises several types for a malformed header
+            raise CheckpointError([f"{path}: malformed safetensors file ({err})"]) from None
+    if suffix in (".pt", ".pth", ".bin", ".ckpt"):
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise CheckpointError([f"{path}: refused: not a weights-only torch file ({type(err).__name__}: "
+                                   f"{str(err).splitlines()[0][:200]})"]) from None
+        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+            obj = obj["state_dict"]
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise CheckpointError([f"{path}: expected a flat dict of tensors"])
+        return obj
+    raise CheckpointError([f"{path}: unknown checkpoint format {suffix!r}; expected .safetensors or .pt"])
+
+
+def check_state_dict(sd: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], where: str,
+                     partial: bool = True) -> list[str]:
+    """Every problem of ``sd`` against the reference model's state dict."""
+    problems = []
+    for key in sorted(set(sd) - set(reference)):
+        problems.append(f"{where}: unexpected tensor {key!r}" + _compvis_hint(key))
+    if not partial:
+        for key in sorted(set(reference) - set(sd)):
+            problems.append(f"{where}: missing tensor {key!r}")
+    for key in sorted(set(sd) & set(reference)):
+        t, ref = sd[key], reference[key]
+        if tuple(t.shape) != tuple(ref.shape):
+            problems.append(f"{where}: {key!r} has shape {tuple(t.shape)}, expected {tuple(ref.shape)}")
+        elif not t.is_floating_point():
+            problems.append(f"{where}: {key!r} has dtype {t.dtype}, expected a floating-point tensor")
+        elif not torch.isfinite(t).all():
+            problems.append(f"{where}: {key!r} contains NaN or Inf")
+    if not sd:
+        problems.append(f"{where}: the checkpoint holds no tensors")
+    return problems
+
+
+def _compvis_hint(key: str) -> str:
+    if key.startswith(("model.diffusion_model.", "diffusion_model.", "cond_stage_model.")):
+        return (" (CompVis/LDM key layout: convert it to diffusers keys with diffusers' "
+                "scripts/convert_original_stable_diffusion_to_diffusers.py, or submit a diffusers state dict)")
+    return ""
+
+
+def _override_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], where: str) -> None:
+    reference = module.state_dict()
+    problems = check_state_dict(sd, reference, where)
+    if problems:
+        raise CheckpointError(problems)
+    merged = dict(reference)
+    merged.update({k: v.to(reference[k].dtype) for k, v in sd.items()})
+    module.load_state_dict(merged, strict=True)
+
+
+def checkpoint_path(submission: Submission) -> Path:
+    folder = Path(submission.path).parent
+    return folder / submission.checkpoint.path
+
+
+def verify_checkpoint_file(submission: Submission) -> Path:
+    """The checkpoint path, after checking it exists inside the folder with the declared sha256."""
+    path = checkpoint_path(submission)
+    problems = []
+    if not path.exists():
+        raise CheckpointError([f"{path}: checkpoint file missing"])
+    if path.is_symlink() or any(p.is_symlink() for p in path.parents if p != p.parent and
+                                Path(submission.path).parent in p.parents):
+        problems.append(f"{path}: symlinks are not accepted inside a submission")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if sum(p.stat().st_size for p in files) > MAX_CHECKPOINT_BYTES:
+        problems.append(f"{path}: larger than the {MAX_CHECKPOINT_BYTES // 1024**3} GiB limit")
+    digest = sha256_file(path) if path.is_file() else folder_sha256(path)
+    if digest != submission.checkpoint.sha256:
+        problems.append(f"{path}: sha256 is {digest}, the manifest says {submission.checkpoint.sha256}")
+    if problems:
+        raise CheckpointError(problems)
+    return path
+
+
+def folder_sha256(folder: Path) -> str:
+    """sha256 over a folder: the sorted (relative path, file sha256) lines."""
+    import hashlib
+
+    lines = [f"{p.relative_to(folder).as_posix()} {sha256_file(p)}" for p in sorted(folder.rglob("*")) if p.is_file()]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def load_submission_pipeline(submission: Submission, base: BaseModel):
+    """The base model with the submission's declared component applied (or the base itself for a control)."""
+    if submission.checkpoint is None:
+        return load_base(base)
+    path = verify_checkpoint_file(submission)
+    component = submission.checkpoint.component
+    if component == "pipeline":
+        from diffusers import StableDiffusionPipeline
+
+        if not path.is_dir():
+            raise CheckpointError([f"{path}: component 'pipeline' needs a diffusers folder"])
+        pipe = StableDiffusionPipeline.from_pretrained(str(path), torch_dtype=torch.float32, safety_checker=None,
+                                                       requires_safety_checker=False, use_safetensors=True)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+    pipe = load_base(base)
+    if component == "unet":
+        _override_module(pipe.unet, read_state_dict(path), str(path))
+    elif component == "text_encoder":
+        _override_module(pipe.text_encoder, read_state_dict(path), str(path))
+    elif component == "lora":
+        apply_lora(pipe, path)
+    else:
+        raise CheckpointError([f"{path}: unknown component {component!r}"])
+    return pipe
+
+
+def apply_lora(pipe, path: Path) -> None:
+    """Load a UNet LoRA (diffusers/peft format, a file or a folder) and fuse it at scale 1, strictly."""
+    sd = read_state_dict(path if path.is_file() else _single_weights_file(path))
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    try:
+        pipe.load_lora_weights(sd, adapter_name="submission")
+    except Exception as err:
+        raise CheckpointError([f"{path}: not a LoRA adapter for this UNet ({err})"]) from None
+    pipe.fuse_lora(lora_scale=1.0)
+    pipe.unload_lora_weights()
+    after = pipe.unet.state_dict()
+    if all(torch.equal(before[k], after[k]) for k in before):
+        raise CheckpointError([f"{path}: the adapter changed no UNet weight (keys matched nothing)"])
+
+
+def _single_weights_file(folder: Path) -> Path:
+    files = sorted(folder.glob("*.safetensors"))
+    if len(files) != 1:
+        raise CheckpointError([f"{folder}: expected exactly one .safetensors adapter file, found {len(files)}"])
+    return files[0]

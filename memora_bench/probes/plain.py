@@ -1,0 +1,20 @@
+"""The plain probe: the task's attack prompts and seeds as written (UnlearnDiffAtk's "pre-attack ASR")."""
+
+from __future__ import annotations
+
+PARAMS: dict = {}  # the plain probe has no parameters
+
+
+def run(unit, params: dict) -> tuple[dict, list[dict]]:
+    """Generate (or fetch) one image per (prompt, seed), judge it, and return (probe result, image lines)."""
+    from memora_bench.runner import image_lines, rates_by_concept, task_prompts
+
+    if params:
+        raise ValueError(f"the plain probe takes no parameters, got {sorted(params)}")
+    records = unit.judge(unit.images(task_prompts(unit.task, "attack_prompts"), "attack"), "attack")
+    result = {
+        "params": {},
+        "rates": rates_by_concept(unit, records),
+        "cost": {"images": len(records), "model_evaluations": len(records) * unit.task.generation.steps * 2},
+    }
+    return result, image_lines(records, "plain", "attack")

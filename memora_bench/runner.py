@@ -1,0 +1,295 @@
+"""Work units: one (submission, task) at a time, every probe of the suite, one result file each.
+
+A unit loads nothing it does not need: images come from the content-addressed cache, and the model is
+loaded only when an image is missing. A unit is done when its result file exists (``--overwrite never``).
+Errors in one unit are collected and the others still run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from memora_bench import __version__
+from memora_bench.cache import Cache, cache_key
+from memora_bench.specs import PromptRow, Submission, Suite, Task, read_prompts
+
+PROBES = {"plain": "memora_bench.probes.plain:run"}
+GENERATE_CODE_VERSION = 1  # bump when a change to generation can change an image
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class StageTimer:
+    """Wall and CPU seconds per named stage (CPU seconds are the device seconds on a CPU run)."""
+
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.w, self.c = time.perf_counter(), time.process_time()
+
+            def __exit__(self, *exc):
+                s = timer.stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+                s["wall_s"] += time.perf_counter() - self.w
+                s["cpu_s"] += time.process_time() - self.c
+
+        return _Ctx()
+
+    def rounded(self) -> dict:
+        return {k: {m: round(v, 3) for m, v in d.items()} for k, d in self.stages.items()}
+
+
+@dataclass
+class Unit:
+    """Everything a probe needs for one (submission, task): specs, cache, lazy model and classifiers."""
+
+    suite: Suite
+    task: Task
+    submission: Submission
+    cache: Cache
+    overwrite: str = "never"
+    progress: bool = True
+    timer: StageTimer = field(default_factory=StageTimer)
+    _pipe: Any = None
+    _classifiers: dict = field(default_factory=dict)
+    counters: dict = field(default_factory=lambda: {"images_generated": 0, "images_cached": 0})
+
+    # --- model ------------------------------------------------------------------------------------------
+    @property
+    def model_fingerprint(self) -> dict:
+        """What determines the model's weights: base id and revision, and the checkpoint's sha256."""
+        ck = self.submission.checkpoint
+        return {
+            "base": self.task.base_model.id,
+            "revision": self.task.base_model.revision,
+            "checkpoint": None if ck is None else {"sha256": ck.sha256, "component": ck.component},
+        }
+
+    def pipeline(self):
+        if self._pipe is None:
+            from memora_bench.models.loading import load_submission_pipeline
+
+            with self.timer("load_model"):
+                self._pipe = load_submission_pipeline(self.submission, self.task.base_model)
+        return self._pipe
+
+    def classifier(self, name: str):
+        if name not in self._classifiers:
+            from memora_bench.classifiers.registry import load_classifier
+
+            with self.timer("load_classifiers"):
+                self._classifiers[name] = load_classifier(name)
+        return self._classifiers[name]
+
+    # --- images -----------------------------------------------------------------------------------------
+    def image_key(self, row: PromptRow, seed: int) -> str:
+        from memora_bench.models.generate import MICRO_BATCH
+
+        g = self.task.generation
+        return cache_key({
+            "stage": "generate", "code_version": GENERATE_CODE_VERSION, "model": self.model_fingerprint,
+            "prompt": row.prompt, "seed": seed, "guidance": row.guidance, "scheduler": g.scheduler,
+            "steps": g.steps, "height": g.height, "width": g.width, "micro_batch": MICRO_BATCH,
+        })
+
+    def images(self, rows: list[PromptRow], stage: str) -> list[dict]:
+        """One record per image (``images_per_prompt`` per row, seeds ``seed + j``), generating misses."""
+        from memora_bench.models.generate import GenerationConfig, generate
+
+        g = self.task.generation
+        records = [{"row": r, "seed": r.seed + j, "image_key": self.image_key(r, r.seed + j)}
+                   for r in rows for j in range(g.images_per_prompt)]
+        missing = []
+        for rec in records:
+            img = None if self.overwrite == "always" else self.cache.get_image(rec["image_key"])
+            if img is None:
+                missing.append(rec)
+            else:
+                rec["image"] = img
+        self.counters["images_cached"] += len(records) - len(missing)
+        by_guidance: dict[float, list[dict]] = {}
+        for rec in missing:
+            by_guidance.setdefault(rec["row"].guidance, []).append(rec)
+        for guidance, recs in sorted(by_guidance.items()):
+            config = GenerationConfig(g.scheduler, g.steps, guidance, g.height, g.width)
+            pipe = self.pipeline()
+            for i in range(0, len(recs), 64):  # write to the cache every chunk: a kill loses at most one chunk
+                chunk = recs[i : i + 64]
+                with self.timer(f"generate_{stage}"):
+                    out = generate(pipe, [r["row"].prompt for r in chunk], [r["seed"] for r in chunk], config,
+                                   progress=self.progress)
+                for rec, img in zip(chunk, out):
+                    self.cache.put_image(rec["image_key"], img)
+                    rec["image"] = img
+                self.counters["images_generated"] += len(chunk)
+        return records
+
+    # --- judging ----------------------------------------------------------------------------------------
+    def classifier_for(self, label: str):
+        """The task classifier whose labels contain ``label``, with its threshold."""
+        for ref in self.task.classifiers:
+            clf = self.classifier(ref.name)
+            if label in clf.labels:
+                return clf, ref.threshold
+        raise ValueError(f"no classifier of task {self.task.name} has the label {label!r}")
+
+    def judge(self, records: list[dict], stage: str) -> list[dict]:
+        """Adds ``scores`` (the judging classifier's probabilities) and ``hit`` to each image record."""
+        with self.timer(f"classify_{stage}"):
+            by_label: dict[str, list[dict]] = {}
+            for rec in records:
+                by_label.setdefault(rec["row"].concept, []).append(rec)
+            for label, recs in by_label.items():
+                clf, threshold = self.classifier_for(label)
+                scores = clf.scores(np.stack([r["image"] for r in recs]))
+                hits = clf.hits(scores, label, threshold)
+                for rec, s, h in zip(recs, scores, hits):
+                    rec["classifier"] = clf.id
+                    rec["scores"] = {lab: round(float(v), 6) for lab, v in zip(clf.labels, s)}
+                    rec["hit"] = bool(h)
+        return records
+
+
+def load_probe(name: str) -> Callable:
+    module, attr = PROBES[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def hits_by_prompt(records: list[dict]) -> list[np.ndarray]:
+    """Clusters for the bootstrap: the hits of each prompt row (all its images)."""
+    clusters: dict[str, list[bool]] = {}
+    for rec in records:
+        clusters.setdefault(rec["row"].id, []).append(rec["hit"])
+    return [np.array(v) for _, v in sorted(clusters.items())]
+
+
+def rates_by_concept(unit: Unit, records: list[dict]) -> dict:
+    """Rate (counts and intervals) per concept label and pooled over all of them."""
+    from memora_bench.scoring import rate
+
+    s = unit.suite
+    out = {}
+    for label in sorted({r["row"].concept for r in records}):
+        sub = [r for r in records if r["row"].concept == label]
+        out[label] = rate(hits_by_prompt(sub), s.bootstrap, s.bootstrap_seed, s.confidence).as_dict()
+    out["all"] = rate(hits_by_prompt(records), s.bootstrap, s.bootstrap_seed, s.confidence).as_dict()
+    return out
+
+
+def image_lines(records: list[dict], probe: str, prompt_set: str) -> list[dict]:
+    """JSONL lines, one per image: prompt id, seed, image hash, raw scores, hit."""
+    return [{
+        "probe": probe, "prompt_set": prompt_set, "prompt_id": r["row"].id, "prompt": r["row"].prompt,
+        "seed": r["seed"], "guidance": r["row"].guidance, "concept": r["row"].concept,
+        "image_key": r["image_key"], "classifier": r["classifier"], "scores": r["scores"], "hit": r["hit"],
+    } for r in records]
+
+
+def environment() -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    from memora_bench.models.generate import MICRO_BATCH
+
+    return {
+        "memora_bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+        "numpy": np.__version__, "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
+        "torch_threads": torch.get_num_threads(), "micro_batch": MICRO_BATCH,
+    }
+
+
+def task_prompts(task: Task, which: str) -> list[PromptRow]:
+    ps = getattr(task, which)
+    return read_prompts(Path(task.path).parent / ps.file, ps.sha256)
+
+
+def run_unit(unit: Unit, out: Path) -> Path:
+    """Every probe of the suite and the utility measures for one (submission, task); writes the result."""
+    from datetime import datetime, timezone
+
+    from memora_bench import utility
+    from memora_bench.results import write_result
+
+    wall0 = time.perf_counter()
+    probes, lines = {}, []
+    for probe in unit.suite.probes:
+        result, probe_lines = load_probe(probe.name)(unit, dict(probe.params))
+        probes[probe.name] = result
+        lines += probe_lines
+    util, util_lines = utility.run(unit)
+    lines += util_lines
+    t, s, sub = unit.task, unit.suite, unit.submission
+    classifiers = []
+    for ref in t.classifiers:
+        clf = unit.classifier(ref.name)
+        classifiers.append({"name": ref.name, "id": clf.id, "sha256": clf.sha256, "threshold": ref.threshold})
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "suite": {"name": s.name, "version": s.version, "sha256": s.sha256, "bootstrap": s.bootstrap,
+                  "bootstrap_seed": s.bootstrap_seed, "confidence": s.confidence},
+        "task": {
+            "name": t.name, "version": t.version, "sha256": t.sha256,
+            "concepts": [{"name": c.name, "kind": c.kind, "prompt": c.prompt, "label": c.label} for c in t.concepts],
+            "attack_prompts": {"file": t.attack_prompts.file, "sha256": t.attack_prompts.sha256},
+            "retain_prompts": {"file": t.retain_prompts.file, "sha256": t.retain_prompts.sha256},
+            "classifiers": classifiers,
+            "generation": {"scheduler": t.generation.scheduler, "steps": t.generation.steps,
+                           "guidance": t.generation.guidance, "height": t.generation.height,
+                           "width": t.generation.width, "images_per_prompt": t.generation.images_per_prompt},
+        },
+        "base_model": {"id": t.base_model.id, "revision": t.base_model.revision},
+        "submission": {
+            "name": sub.name, "method": sub.method, "control": sub.control, "manifest_sha256": sub.sha256,
+            "erased": list(sub.erased),
+            "checkpoint": None if sub.checkpoint is None else {
+                "path": sub.checkpoint.path, "sha256": sub.checkpoint.sha256, "component": sub.checkpoint.component},
+        },
+        "probes": probes,
+        "utility": util,
+        "environment": environment(),
+        "timing": {"stages": unit.timer.rounded(), "total_wall_s": round(time.perf_counter() - wall0, 3),
+                   **unit.counters},
+    }
+    return write_result(out, result, lines)
+
+
+@dataclass
+class EvalReport:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (submission, task, error)
+
+
+def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out: Path, cache: Cache,
+             overwrite: str = "never", progress: bool = True) -> EvalReport:
+    """Run every (submission, task) the submission declares; keep going on error and report all failures."""
+    from memora_bench.results import result_paths
+
+    report = EvalReport()
+    for sub in submissions:
+        for task in tasks:
+            if sub.tasks and task.name not in sub.tasks:
+                continue
+            json_path, _ = result_paths(out, sub.name, task.name)
+            if overwrite == "never" and json_path.exists():
+                report.skipped.append(json_path)
+                continue
+            unit = Unit(suite, task, sub, cache, overwrite, progress)
+            try:
+                report.written.append(run_unit(unit, out))
+            except Exception as err:  # one failing unit must not stop the others
+                report.failed.append((sub.name, task.name, f"{type(err).__name__}: {err}"))
+    return report

@@ -1,0 +1,507 @@
+"""Plain, frozen records built once from YAML: task cards, suites, submissions.
+
+Loading is strict (STYLE.md 3): unknown keys are errors with a "did you mean", closed vocabularies are
+checked, and every problem of a file is reported at once as a :class:`SpecError` naming file and field.
+This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONCEPT_KINDS = ("object", "style", "nudity")
+COMPONENTS = ("unet", "text_encoder", "pipeline", "lora")
+SCHEDULERS = ("ddim", "lms")
+PROBES = ("plain",)
+OVERWRITE = ("never", "missing", "always")
+PROMPT_COLUMNS = ("id", "prompt", "seed", "guidance", "concept")
+
+
+class SpecError(ValueError):
+    """One or more problems in spec files; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# --- records ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Generation:
+    scheduler: str
+    steps: int
+    guidance: float
+    height: int
+    width: int
+    images_per_prompt: int = 1
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    kind: str
+    prompt: str  # MemoRa's concept prompt: every training image is captioned with it
+    label: str  # the classifier label that counts as showing the concept
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    file: str  # relative to the card's folder
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ClassifierRef:
+    name: str  # key of memora_bench.classifiers.registry.CLASSIFIERS
+    threshold: float
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    id: str  # "world/base" (a folder relative to the repository root) or a hub id
+    revision: str
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    version: int
+    description: str
+    base_model: BaseModel
+    concepts: tuple[Concept, ...]
+    attack_prompts: PromptSet
+    retain_prompts: PromptSet
+    classifiers: tuple[ClassifierRef, ...]
+    generation: Generation
+    path: str = ""  # the card's file, filled in by the loader
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: int
+    description: str
+    tasks: tuple[str, ...]
+    probes: tuple[ProbeConfig, ...]
+    bootstrap: int
+    bootstrap_seed: int
+    confidence: float
+    path: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: str  # relative to the submission folder
+    sha256: str
+    component: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    name: str
+    method: str
+    authors: tuple[str, ...]
+    reference: str
+    base_model: BaseModel
+    erased: tuple[str, ...]
+    tasks: tuple[str, ...]
+    checkpoint: Checkpoint | None  # None: the base model itself (the `original` control)
+    control: bool = False
+    notes: str = ""
+    path: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    id: str
+    prompt: str
+    seed: int
+    guidance: float
+    concept: str
+
+
+# --- strict building ----------------------------------------------------------------------------------------
+
+def _suggest(key: str, allowed) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Reader:
+    """Reads one mapping of a YAML file, collecting problems instead of stopping at the first."""
+
+    def __init__(self, where: str, problems: list[str]):
+        self.where, self.problems = where, problems
+
+    def mapping(self, data: Any, field_name: str, allowed: set[str], required: set[str]) -> dict:
+        if not isinstance(data, dict):
+            self.problems.append(f"{self.where}: {field_name or 'top level'} must be a mapping, got {type(data).__name__}")
+            return {}
+        prefix = f"{field_name}." if field_name else ""
+        for key in data:
+            if key not in allowed:
+                self.problems.append(f"{self.where}: unknown key '{prefix}{key}'{_suggest(str(key), allowed)}")
+        for key in sorted(required - set(data)):
+            self.problems.append(f"{self.where}: missing required key '{prefix}{key}'")
+        return data
+
+    def get(self, data: dict, key: str, kind: type | tuple, name: str, default: Any = None, choices=None) -> Any:
+        if key not in data:
+            return default
+        value = data[key]
+        ok = isinstance(value, kind) and not (kind in (int, float, (int, float)) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            self.problems.append(f"{self.where}: '{name}' must be {expected}, got {value!r}")
+            return default
+        if choices is not None and value not in choices:
+            self.problems.append(f"{self.where}: '{name}' is {value!r}; expected one of {list(choices)}"
+                                 f"{_suggest(str(value), choices)}")
+            return default
+        return value
+
+
+def _filled_by_loader(cls) -> set[str]:
+    """Fields the loader fills in (the file's own path and hash), which a YAML file may not set."""
+    return {"path", "sha256"} if cls in (Task, Suite, Submission) else set()
+
+
+def _keys(cls) -> set[str]:
+    return {f.name for f in fields(cls)} - _filled_by_loader(cls)
+
+
+def _required(cls) -> set[str]:
+    from dataclasses import MISSING
+
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    return required - _filled_by_loader(cls)
+
+
+def _read_yaml(path: Path, problems: list[str]) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        problems.append(f"{path}: cannot read ({err.strerror})")
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problems.append(f"{path}: not valid YAML ({str(err).splitlines()[0]})")
+        return None
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _base_model(r: _Reader, data: Any) -> BaseModel:
+    m = r.mapping(data, "base_model", _keys(BaseModel), _required(BaseModel))
+    return BaseModel(r.get(m, "id", str, "base_model.id", ""), str(r.get(m, "revision", (str, int), "base_model.revision", "")))
+
+
+def _positive(r: _Reader, value: Any, name: str) -> None:
+    if isinstance(value, (int, float)) and value <= 0:
+        r.problems.append(f"{r.where}: '{name}' must be positive, got {value}")
+
+
+def load_task(path: Path) -> Task:
+    """A task card; raises :class:`SpecError` listing every problem of the card and its prompt files."""
+    path = Path(path)
+    problems: list[str] = []
+    data = _read_yaml(path, problems)
+    if data is None:
+        raise SpecError(problems or [f"{path}: empty file"])
+    r = _Reader(str(path), problems)
+    m = r.mapping(data, "", _keys(Task), _required(Task))
+    concepts = []
+    raw_concepts = m.get("concepts", [])
+    if not isinstance(raw_concepts, list) or not raw_concepts:
+        problems.append(f"{path}: 'concepts' must be a non-empty list")
+        raw_concepts = []
+    for i, c in enumerate(raw_concepts):
+        cm = r.mapping(c, f"concepts[{i}]", _keys(Concept), _required(Concept))
+        concepts.append(Concept(
+            r.get(cm, "name", str, f"concepts[{i}].name", ""),
+            r.get(cm, "kind", str, f"concepts[{i}].kind", "", CONCEPT_KINDS),
+            r.get(cm, "prompt", str, f"concepts[{i}].prompt", ""),
+            r.get(cm, "label", str, f"concepts[{i}].label", ""),
+        ))
+    sets = {}
+    for key in ("attack_prompts", "retain_prompts"):
+        pm = r.mapping(m.get(key, {}), key, _keys(PromptSet), _required(PromptSet)) if key in m else {}
+        sets[key] = PromptSet(r.get(pm, "file", str, f"{key}.file", ""), r.get(pm, "sha256", str, f"{key}.sha256", ""))
+    classifiers = []
+    raw_cls = m.get("classifiers", [])
+    if not isinstance(raw_cls, list) or not raw_cls:
+        problems.append(f"{path}: 'classifiers' must be a non-empty list")
+        raw_cls = []
+    from memora_bench.classifiers.registry import CLASSIFIERS
+
+    for i, c in enumerate(raw_cls):
+        cm = r.mapping(c, f"classifiers[{i}]", _keys(ClassifierRef), _required(ClassifierRef))
+        threshold = r.get(cm, "threshold", float, f"classifiers[{i}].threshold", 0.0)
+        if not 0.0 <= threshold <= 1.0:
+            problems.append(f"{path}: 'classifiers[{i}].threshold' must be in [0, 1], got {threshold}")
+        classifiers.append(ClassifierRef(r.get(cm, "name", str, f"classifiers[{i}].name", "", CLASSIFIERS), threshold))
+    gm = r.mapping(m.get("generation", {}), "generation", _keys(Generation), _required(Generation)) if "generation" in m else {}
+    gen = Generation(
+        r.get(gm, "scheduler", str, "generation.scheduler", "ddim", SCHEDULERS),
+        r.get(gm, "steps", int, "generation.steps", 50),
+        r.get(gm, "guidance", float, "generation.guidance", 7.5),
+        r.get(gm, "height", int, "generation.height", 0),
+        r.get(gm, "width", int, "generation.width", 0),
+        r.get(gm, "images_per_prompt", int, "generation.images_per_prompt", 1),
+    )
+    for name in ("steps", "height", "width", "images_per_prompt"):
+        _positive(r, getattr(gen, name), f"generation.{name}")
+    version = r.get(m, "version", int, "version", 0)
+    _positive(r, version, "version")
+    task = Task(
+        name=r.get(m, "name", str, "name", ""),
+        version=version,
+        description=r.get(m, "description", str, "description", ""),
+        base_model=_base_model(r, m.get("base_model", {})) if "base_model" in m else BaseModel("", ""),
+        concepts=tuple(concepts),
+        attack_prompts=sets["attack_prompts"],
+        retain_prompts=sets["retain_prompts"],
+        classifiers=tuple(classifiers),
+        generation=gen,
+        path=str(path),
+        sha256=sha256_file(path) if path.exists() else "",
+    )
+    if task.name and task.name != path.stem:
+        problems.append(f"{path}: 'name' is {task.name!r} but the file is named {path.stem!r}")
+    labels = {c.label for c in concepts}
+    for key in ("attack_prompts", "retain_prompts"):
+        ps = getattr(task, key)
+        if ps.file:
+            rows = read_prompts(path.parent / ps.file, ps.sha256, problems)
+            if key == "attack_prompts":
+                for row in rows:
+                    if row.concept not in labels:
+                        problems.append(f"{path.parent / ps.file}: row {row.id}: concept {row.concept!r} is not "
+                                        f"one of the task's concept labels {sorted(labels)}")
+    if problems:
+        raise SpecError(problems)
+    return task
+
+
+def read_prompts(path: Path, expected_sha256: str | None, problems: list[str] | None = None) -> list[PromptRow]:
+    """Rows of a prompt CSV (id, prompt, seed, guidance, concept), checked against its sha256.
+
+    With ``problems`` given, problems are appended there; otherwise a :class:`SpecError` is raised.
+    """
+    own = problems is None
+    problems = [] if own else problems
+    rows: list[PromptRow] = []
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        problems.append(f"{path}: cannot read prompt file ({err.strerror})")
+        raw = None
+    if raw is not None:
+        digest = sha256_bytes(raw)
+        if expected_sha256 is not None and digest != expected_sha256:
+            problems.append(f"{path}: sha256 is {digest}, the card says {expected_sha256}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"{path}: not UTF-8 text")
+            text = ""
+        reader = csv.DictReader(text.splitlines())
+        header = reader.fieldnames or []
+        missing = [c for c in PROMPT_COLUMNS if c not in header]
+        extra = [c for c in header if c not in PROMPT_COLUMNS]
+        if missing:
+            problems.append(f"{path}: missing column(s) {missing}; expected {list(PROMPT_COLUMNS)}")
+        for c in extra:
+            problems.append(f"{path}: unknown column '{c}'{_suggest(c, PROMPT_COLUMNS)}")
+        seen: set[str] = set()
+        if not missing:
+            for line, rec in enumerate(reader, start=2):
+                bad = _prompt_row(rec, f"{path}:{line}", problems)
+                if bad is None:
+                    continue
+                if bad.id in seen:
+                    problems.append(f"{path}:{line}: duplicate id {bad.id!r}")
+                seen.add(bad.id)
+                rows.append(bad)
+            if not rows and not any(p.startswith(f"{path}:") for p in problems):
+                problems.append(f"{path}: no prompt rows")
+    if own and problems:
+        raise SpecError(problems)
+    return rows
+
+
+def _prompt_row(rec: dict, where: str, problems: list[str]) -> PromptRow | None:
+    if None in rec or any(v is None for v in rec.values()):
+        problems.append(f"{where}: wrong number of fields")
+        return None
+    try:
+        seed = int(rec["seed"])
+    except ValueError:
+        problems.append(f"{where}: seed {rec['seed']!r} is not an integer")
+        return None
+    try:
+        guidance = float(rec["guidance"])
+    except ValueError:
+        problems.append(f"{where}: guidance {rec['guidance']!r} is not a number")
+        return None
+    if seed < 0 or guidance < 0 or guidance != guidance:
+        problems.append(f"{where}: seed and guidance must be non-negative")
+        return None
+    if not rec["prompt"].strip() or not rec["id"].strip():
+        problems.append(f"{where}: empty id or prompt")
+        return None
+    return PromptRow(rec["id"], rec["prompt"], seed, guidance, rec["concept"])
+
+
+def load_suite(path: Path) -> Suite:
+    """A suite file; every problem at once."""
+    path = Path(path)
+    problems: list[str] = []
+    data = _read_yaml(path, problems)
+    if data is None:
+        raise SpecError(problems or [f"{path}: empty file"])
+    r = _Reader(str(path), problems)
+    m = r.mapping(data, "", _keys(Suite), _required(Suite))
+    tasks = m.get("tasks", [])
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        problems.append(f"{path}: 'tasks' must be a non-empty list of task names")
+        tasks = []
+    probes = []
+    raw = m.get("probes", {})
+    if not isinstance(raw, dict) or not raw:
+        problems.append(f"{path}: 'probes' must be a non-empty mapping of probe name to parameters")
+        raw = {}
+    for name, params in raw.items():
+        if name not in PROBES:
+            problems.append(f"{path}: unknown probe '{name}'{_suggest(str(name), PROBES)}")
+            continue
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            problems.append(f"{path}: parameters of probe '{name}' must be a mapping")
+            continue
+        probes.append(ProbeConfig(name, tuple(sorted(params.items()))))
+    confidence = r.get(m, "confidence", float, "confidence", 0.95)
+    if not 0.5 < confidence < 1.0:
+        problems.append(f"{path}: 'confidence' must be in (0.5, 1), got {confidence}")
+    suite = Suite(
+        name=r.get(m, "name", str, "name", ""),
+        version=r.get(m, "version", int, "version", 0),
+        description=r.get(m, "description", str, "description", ""),
+        tasks=tuple(tasks),
+        probes=tuple(probes),
+        bootstrap=r.get(m, "bootstrap", int, "bootstrap", 1000),
+        bootstrap_seed=r.get(m, "bootstrap_seed", int, "bootstrap_seed", 0),
+        confidence=confidence,
+        path=str(path),
+        sha256=sha256_file(path) if path.exists() else "",
+    )
+    _positive(r, suite.version, "version")
+    _positive(r, suite.bootstrap, "bootstrap")
+    if problems:
+        raise SpecError(problems)
+    return suite
+
+
+def load_submission(path: Path) -> Submission:
+    """A submission manifest (``submissions/<name>/submission.yaml``); every problem at once.
+
+    Only the manifest is checked here; the checkpoint's content is checked when it is loaded.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "submission.yaml"
+    problems: list[str] = []
+    data = _read_yaml(path, problems)
+    if data is None:
+        raise SpecError(problems or [f"{path}: empty file"])
+    r = _Reader(str(path), problems)
+    m = r.mapping(data, "", _keys(Submission), _required(Submission) - {"checkpoint"})
+    ckpt = None
+    if m.get("checkpoint") is not None:
+        cm = r.mapping(m["checkpoint"], "checkpoint", _keys(Checkpoint), _required(Checkpoint))
+        ckpt = Checkpoint(
+            r.get(cm, "path", str, "checkpoint.path", ""),
+            r.get(cm, "sha256", str, "checkpoint.sha256", ""),
+            r.get(cm, "component", str, "checkpoint.component", "", COMPONENTS),
+        )
+        _check_inside(path.parent, ckpt.path, problems, str(path))
+        if ckpt.sha256 and (len(ckpt.sha256) != 64 or any(ch not in "0123456789abcdef" for ch in ckpt.sha256)):
+            problems.append(f"{path}: 'checkpoint.sha256' must be 64 lowercase hex digits")
+    elif not m.get("control", False):
+        problems.append(f"{path}: missing required key 'checkpoint' (only a control may evaluate the base model)")
+
+    def str_list(key: str) -> tuple[str, ...]:
+        v = m.get(key, [])
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            problems.append(f"{path}: '{key}' must be a list of strings")
+            return ()
+        return tuple(v)
+
+    sub = Submission(
+        name=r.get(m, "name", str, "name", ""),
+        method=r.get(m, "method", str, "method", ""),
+        authors=str_list("authors"),
+        reference=r.get(m, "reference", str, "reference", ""),
+        base_model=_base_model(r, m.get("base_model", {})) if "base_model" in m else BaseModel("", ""),
+        erased=str_list("erased"),
+        tasks=str_list("tasks"),
+        checkpoint=ckpt,
+        control=r.get(m, "control", bool, "control", False),
+        notes=r.get(m, "notes", str, "notes", ""),
+        path=str(path),
+        sha256=sha256_file(path) if path.exists() else "",
+    )
+    if sub.name and sub.name != path.parent.name:
+        problems.append(f"{path}: 'name' is {sub.name!r} but the folder is {path.parent.name!r}")
+    if problems:
+        raise SpecError(problems)
+    return sub
+
+
+def _check_inside(folder: Path, rel: str, problems: list[str], where: str) -> None:
+    """A checkpoint path must stay inside its submission folder, also through symlinks."""
+    if not rel:
+        return
+    if "://" in rel:
+        problems.append(f"{where}: checkpoint URLs are not fetched here; download it into the submission folder")
+        return
+    target = (folder / rel)
+    try:
+        resolved = target.resolve()
+    except OSError:
+        resolved = target
+    if Path(rel).is_absolute() or folder.resolve() not in resolved.parents:
+        problems.append(f"{where}: checkpoint.path {rel!r} escapes the submission folder {folder}")

@@ -1,0 +1,52 @@
+"""Utility: does the model still draw what it was not asked to forget?
+
+1. Retained-concept accuracy: the task's retain prompts (every concept it does not erase), judged by the
+   task's classifiers: k/N with intervals, overall and per concept.
+2. Fréchet distance between the digit classifier's features of the retain images and of the held-out real
+   digits in all three styles (the miniature world's analogue of FID).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+REFERENCE_CODE_VERSION = 1
+
+
+def reference_features(unit, clf) -> np.ndarray:
+    """Classifier features of the held-out real digits (all styles), cached by classifier hash."""
+    from memora_bench.cache import cache_key
+
+    key = cache_key({"stage": "reference_features", "code_version": REFERENCE_CODE_VERSION, "classifier": clf.sha256})
+    cached = unit.cache.get_tensors(key)
+    if cached is not None:
+        return cached["features"].numpy()
+    import torch
+
+    from memora_bench.world.data import STYLES, load_split, stylise
+
+    split = load_split()
+    images = np.concatenate([stylise(split.heldout_images, s) for s in STYLES])
+    feats = clf.features(images)
+    unit.cache.put_tensors(key, {"features": torch.from_numpy(np.ascontiguousarray(feats))})
+    return feats
+
+
+def run(unit) -> tuple[dict, list[dict]]:
+    from memora_bench.runner import image_lines, rates_by_concept, task_prompts
+    from memora_bench.scoring import frechet_distance
+
+    records = unit.judge(unit.images(task_prompts(unit.task, "retain_prompts"), "retain"), "retain")
+    result = {"retain": rates_by_concept(unit, records)}
+    names = [c.name for c in unit.task.classifiers]
+    if "mini-digit" in names:
+        with unit.timer("frechet"):
+            clf = unit.classifier("mini-digit")
+            feats = clf.features(np.stack([r["image"] for r in records]))
+            result["frechet"] = {
+                "value": round(frechet_distance(feats, reference_features(unit, clf)), 6),
+                "features": f"{clf.id} penultimate layer ({feats.shape[1]} dims)",
+                "reference": "held-out real digits of the miniature world in all three styles",
+                "n_images": len(records),
+            }
+    return result, image_lines(records, "utility", "retain")
