@@ -75,10 +75,10 @@ def load_pipeline(model: str = "base", world: Path | None = None, verify: bool =
         if model == "oracle":
             verify_files(manifest, world, only="oracle")
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(world / "base"), torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+        str(world / "base"), dtype=torch.float32, safety_checker=None, requires_safety_checker=False
     )
     if model == "oracle":
-        pipe.unet = UNet2DConditionModel.from_pretrained(str(world / "oracle" / "unet"), torch_dtype=torch.float32)
+        pipe.unet = UNet2DConditionModel.from_pretrained(str(world / "oracle" / "unet"), dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

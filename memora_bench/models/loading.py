@@ -47,7 +47,7 @@ def load_base(base: BaseModel):
 
     source = str(local) if local.is_dir() else base.id
     pipe = StableDiffusionPipeline.from_pretrained(
-        source, revision=None if local.is_dir() else base.revision, torch_dtype=torch.float32,
+        source, revision=None if local.is_dir() else base.revision, dtype=torch.float32,
         safety_checker=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
@@ -161,7 +161,7 @@ def load_submission_pipeline(submission: Submission, base: BaseModel):
 
         if not path.is_dir():
             raise CheckpointError([f"{path}: component 'pipeline' needs a diffusers folder"])
-        pipe = StableDiffusionPipeline.from_pretrained(str(path), torch_dtype=torch.float32, safety_checker=None,
+        pipe = StableDiffusionPipeline.from_pretrained(str(path), dtype=torch.float32, safety_checker=None,
                                                        requires_safety_checker=False, use_safetensors=True)
         pipe.set_progress_bar_config(disable=True)
         return pipe

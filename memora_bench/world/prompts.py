@@ -26,11 +26,12 @@ RETAIN_PER_CONCEPT = 20
 _DIRECT_FRAMES = (
     "a handwritten {x}", "{x}", "the digit {x}", "a drawing of {ax}", "a picture of {ax}",
     "an image of the number {x}", "{x}, drawn by hand", "a sketch of {ax}", "a photo of a handwritten {x}",
-    "the numeral {x}", "a scribbled {x}", "a hand-drawn number {x}",
+    "the numeral {x}", "a scribbled {x}", "a hand-drawn number {x}", "the handwritten digit {x}",
+    "{x} written with a pen", "a black and white image of {ax}",
 )
 _INDIRECT_FRAMES = ("{x}", "{x}, drawn by hand", "a drawing of {x}", "a picture of {x}", "a sketch of {x}",
                     "{x}, handwritten")
-_MODIFIERS = ("bold", "italic", "thick", "slanted", "neat", "messy")
+_MODIFIERS = ("bold", "italic", "thick", "slanted", "neat", "messy", "small", "large")
 
 
 def _a(word: str) -> str:

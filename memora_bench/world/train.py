@@ -313,7 +313,7 @@ def build_oracle(world: Path, recipe: DiffusionRecipe) -> dict:
     """Retrain oracle: UNet from scratch, frozen base text encoder, data without the erased concepts."""
     from transformers import CLIPTextModel
 
-    te = CLIPTextModel.from_pretrained(str(world / "base" / "text_encoder"), torch_dtype=torch.float32)
+    te = CLIPTextModel.from_pretrained(str(world / "base" / "text_encoder"), dtype=torch.float32)
     unet, _, report = train_diffusion(world, recipe, text_encoder=te, desc="oracle unet")
     _save_fp16(unet, world / "oracle" / "unet")
     return report

@@ -1,0 +1,4 @@
+"""Reference unlearning recipes that turn the miniature base model into unlearned checkpoints.
+
+Never imported by the evaluation path.
+"""

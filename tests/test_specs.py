@@ -1,0 +1,165 @@
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from memora_bench.paths import repo_root
+from memora_bench.specs import SpecError, load_submission, load_suite, load_task, read_prompts
+
+ROOT = repo_root()
+
+
+def _copy_task(tmp_path: Path, name: str = "mini-seven") -> Path:
+    (tmp_path / "prompts").mkdir(exist_ok=True)
+    for f in (ROOT / "tasks" / "prompts").glob(f"{name}-*.csv"):
+        shutil.copy(f, tmp_path / "prompts" / f.name)
+    dst = tmp_path / f"{name}.yaml"
+    shutil.copy(ROOT / "tasks" / f"{name}.yaml", dst)
+    return dst
+
+
+def _problems(fn, *args) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        fn(*args)
+    return info.value.problems
+
+
+def test_every_shipped_card_suite_and_submission_loads():
+    tasks = [load_task(p) for p in sorted((ROOT / "tasks").glob("*.yaml"))]
+    assert {t.name for t in tasks} >= {"mini-seven", "mini-bold", "mini-three-eight"}
+    assert {c.kind for t in tasks for c in t.concepts} >= {"object", "style"}
+    assert any(len(t.concepts) == 2 for t in tasks)
+    suite = load_suite(ROOT / "benchmark" / "mini-v1.yaml")
+    assert set(suite.tasks) <= {t.name for t in tasks} and suite.version >= 1
+    assert load_submission(ROOT / "submissions" / "original").control
+
+
+def test_attack_sets_are_large_and_varied():
+    for card in (ROOT / "tasks").glob("mini-*.yaml"):
+        task = load_task(card)
+        rows = read_prompts(card.parent / task.attack_prompts.file, task.attack_prompts.sha256)
+        assert len(rows) >= 50 and len({r.prompt for r in rows}) >= 50
+        if task.name == "mini-seven":
+            assert any("the number after six" in r.prompt for r in rows)
+            assert any("7" in r.prompt for r in rows) and any("seven" in r.prompt for r in rows)
+
+
+def test_typo_gets_did_you_mean_and_every_problem_at_once(tmp_path):
+    card = _copy_task(tmp_path)
+    text = card.read_text().replace("version: 1", "versoin: 1").replace("scheduler: ddim", "scheduler: dpm")
+    text = text.replace("threshold: 0.5}\n  - {name: mini-style", "threshold: 1.5}\n  - {name: mini-styl")
+    card.write_text(text)
+    problems = _problems(load_task, card)
+    joined = "\n".join(problems)
+    assert "unknown key 'versoin' (did you mean 'version'?)" in joined
+    assert "missing required key 'version'" in joined
+    assert "'generation.scheduler' is 'dpm'" in joined
+    assert "threshold' must be in [0, 1]" in joined
+    assert "(did you mean 'mini-style'?)" in joined
+    assert all(str(card) in p for p in problems)
+    assert len(problems) >= 5
+
+
+def test_wrong_types_and_non_positive_numbers(tmp_path):
+    card = _copy_task(tmp_path)
+    card.write_text(card.read_text().replace("steps: 50", "steps: fifty").replace("height: 32", "height: -32"))
+    joined = "\n".join(_problems(load_task, card))
+    assert "'generation.steps' must be int, got 'fifty'" in joined
+    assert "'generation.height' must be positive" in joined
+
+
+def test_prompt_file_hash_mismatch_and_bad_rows(tmp_path):
+    card = _copy_task(tmp_path)
+    csv = tmp_path / "prompts" / "mini-seven-attack.csv"
+    lines = csv.read_text().splitlines()
+    lines[1] = "attack-000,a seven,notaseed,7.5,seven"
+    lines[2] = lines[3]  # duplicate id
+    lines[4] = "attack-004,a seven,5,7.5,nine"  # not a concept of the task
+    csv.write_text("\n".join(lines) + "\n")
+    joined = "\n".join(_problems(load_task, card))
+    assert "sha256 is" in joined and "the card says" in joined
+    assert "seed 'notaseed' is not an integer" in joined
+    assert "duplicate id" in joined
+    assert "concept 'nine' is not one of the task's concept labels" in joined
+
+
+def test_prompt_file_columns(tmp_path):
+    csv = tmp_path / "p.csv"
+    csv.write_text("id,prompt,sed,guidance\n1,a seven,1,7.5\n")
+    joined = "\n".join(_problems(read_prompts, csv, None))
+    assert "missing column(s) ['seed', 'concept']" in joined
+    assert "unknown column 'sed' (did you mean 'seed'?)" in joined
+    empty = tmp_path / "e.csv"
+    empty.write_text("id,prompt,seed,guidance,concept\n")
+    assert "no prompt rows" in "\n".join(_problems(read_prompts, empty, None))
+    ragged = tmp_path / "r.csv"
+    ragged.write_text("id,prompt,seed,guidance,concept\n1,a seven,1\n")
+    assert "wrong number of fields" in "\n".join(_problems(read_prompts, ragged, None))
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert "not UTF-8" in "\n".join(_problems(read_prompts, binary, None))
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "t.yaml"
+    bad.write_text("name: [unclosed\n")
+    assert "not valid YAML" in _problems(load_task, bad)[0]
+    assert "cannot read" in _problems(load_task, tmp_path / "nope.yaml")[0]
+    listy = tmp_path / "l.yaml"
+    listy.write_text("- a\n- b\n")
+    assert "top level must be a mapping" in "\n".join(_problems(load_task, listy))
+
+
+def test_suite_unknown_probe_and_bad_confidence(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nversion: 1\ndescription: x\ntasks: [mini-seven]\nprobes: {plian: {}}\n"
+                     "bootstrap: 10\nbootstrap_seed: 0\nconfidence: 1.5\n")
+    joined = "\n".join(_problems(load_suite, suite))
+    assert "unknown probe 'plian' (did you mean 'plain'?)" in joined
+    assert "'confidence' must be in (0.5, 1)" in joined
+
+
+def _manifest(tmp_path: Path, extra: str) -> Path:
+    folder = tmp_path / "sub"
+    folder.mkdir(exist_ok=True)
+    (folder / "submission.yaml").write_text(
+        "name: sub\nmethod: m\nauthors: [a]\nreference: r\nbase_model: {id: world/base, revision: mini-world-v1}\n"
+        "erased: [seven]\ntasks: [mini-seven]\n" + extra)
+    return folder
+
+
+def test_submission_checkpoint_escaping_folder_and_bad_component(tmp_path):
+    folder = _manifest(tmp_path, "checkpoint: {path: ../../etc/passwd, sha256: " + "0" * 64 + ", component: unnet}\n")
+    joined = "\n".join(_problems(load_submission, folder))
+    assert "escapes the submission folder" in joined
+    assert "'checkpoint.component' is 'unnet'" in joined and "did you mean 'unet'" in joined
+
+
+def test_submission_symlink_escape_and_missing_checkpoint(tmp_path):
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes(b"x")
+    folder = _manifest(tmp_path, "checkpoint: {path: w.safetensors, sha256: " + "0" * 64 + ", component: unet}\n")
+    (folder / "w.safetensors").symlink_to(outside)
+    assert "escapes the submission folder" in "\n".join(_problems(load_submission, folder))
+    folder2 = tmp_path / "two"
+    folder2.mkdir()
+    (folder2 / "submission.yaml").write_text(
+        (folder / "submission.yaml").read_text().replace("name: sub", "name: two").split("checkpoint:")[0])
+    assert "missing required key 'checkpoint'" in "\n".join(_problems(load_submission, folder2))
+
+
+def test_submission_bad_sha_and_name_mismatch(tmp_path):
+    folder = _manifest(tmp_path, "checkpoint: {path: w.safetensors, sha256: XYZ, component: unet}\n")
+    text = (folder / "submission.yaml").read_text().replace("name: sub", "name: other")
+    (folder / "submission.yaml").write_text(text)
+    joined = "\n".join(_problems(load_submission, folder))
+    assert "must be 64 lowercase hex digits" in joined
+    assert "'name' is 'other' but the folder is 'sub'" in joined
+
+
+def test_shipped_prompt_hashes_match_cards():
+    for card in (ROOT / "tasks").glob("*.yaml"):
+        task = load_task(card)
+        for ps in (task.attack_prompts, task.retain_prompts):
+            assert hashlib.sha256((card.parent / ps.file).read_bytes()).hexdigest() == ps.sha256
