@@ -153,9 +153,11 @@ class Unit:
                 clf, threshold = self.classifier_for(label)
                 scores = clf.scores(np.stack([r["image"] for r in recs]))
                 hits = clf.hits(scores, label, threshold)
+                names = getattr(clf, "score_names", clf.labels)
+                describe = getattr(clf, "describe", None)
                 for rec, s, h in zip(recs, scores, hits):
                     rec["classifier"] = clf.id
-                    rec["scores"] = {lab: round(float(v), 6) for lab, v in zip(clf.labels, s)}
+                    rec["scores"] = describe(s) if describe else {n: round(float(v), 6) for n, v in zip(names, s)}
                     rec["hit"] = bool(h)
         return records
 

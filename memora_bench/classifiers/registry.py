@@ -1,7 +1,9 @@
 """Classifier registry: short name -> "module:loader", imported lazily (STYLE.md 6).
 
 A loader returns an object with ``id``, ``sha256``, ``labels``, ``scores(images) -> (N, L)`` and
-``hits(scores, label, threshold) -> bool (N,)``; the miniature classifiers also have ``features``.
+``hits(scores, label, threshold) -> bool (N,)``; optionally ``score_names`` (the columns of ``scores`` when
+they are not the labels), ``describe(row) -> dict`` (what the JSONL stores of one image's scores) and
+``features(images)`` (the miniature classifiers, for the Fréchet distance).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import importlib
 CLASSIFIERS = {
     "mini-digit": "memora_bench.classifiers.mini:load_digit",
     "mini-style": "memora_bench.classifiers.mini:load_style",
+    "nudenet": "memora_bench.classifiers.nudenet:load",
+    "imagenet-resnet50": "memora_bench.classifiers.hf_image:load_resnet50",
+    "art-style": "memora_bench.classifiers.hf_image:load_art_style",
 }
 
 
