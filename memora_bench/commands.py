@@ -35,6 +35,12 @@ def resolve(kind: str, ref: str) -> Path:
     raise SpecError([f"no {kind} named {ref!r} (looked for {p} and {candidates[kind]})"])
 
 
+def suite_task_path(suite_path: Path, name: str) -> Path:
+    """A suite's task card: ``tasks/`` beside the suite's folder first (fixtures, forks), then the repository's."""
+    local = Path(suite_path).resolve().parent.parent / "tasks" / f"{name}.yaml"
+    return local if local.exists() else repo_root() / "tasks" / f"{name}.yaml"
+
+
 def _err(lines: list[str]) -> None:
     for line in lines:
         print(f"error: {line}", file=sys.stderr)
@@ -60,7 +66,7 @@ def evaluate(args) -> int:
         tasks = []
         for name in names:
             try:
-                tasks.append(load_task(resolve("task", name)))
+                tasks.append(load_task(suite_task_path(suite.path, name)))
             except SpecError as err:
                 problems += err.problems
         if args.probes:
@@ -145,7 +151,7 @@ def validate(args) -> int:
             elif kind == "suite":
                 suite = load_suite(path)
                 for t in suite.tasks:
-                    if not (root / "tasks" / f"{t}.yaml").exists():
+                    if not suite_task_path(path, t).exists():
                         problems.append(f"{path}: task {t!r} has no card tasks/{t}.yaml")
             elif kind == "submission":
                 sub = load_submission(path)

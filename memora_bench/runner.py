@@ -268,6 +268,12 @@ def run_unit(unit: Unit, out: Path) -> Path:
     return write_result(out, result, lines)
 
 
+def applies(sub: Submission, task: Task) -> bool:
+    if sub.control:
+        return sub.base_model.id == task.base_model.id
+    return task.name in sub.tasks
+
+
 @dataclass
 class EvalReport:
     written: list[Path] = field(default_factory=list)
@@ -277,13 +283,16 @@ class EvalReport:
 
 def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out: Path, cache: Cache,
              overwrite: str = "never", progress: bool = True) -> EvalReport:
-    """Run every (submission, task) the submission declares; keep going on error and report all failures."""
+    """Run every (submission, task) that applies; keep going on error and report all failures.
+
+    A submission runs the tasks it declares; a control (no unlearning) runs every task on its base model.
+    """
     from memora_bench.results import result_paths
 
     report = EvalReport()
     for sub in submissions:
         for task in tasks:
-            if sub.tasks and task.name not in sub.tasks:
+            if not applies(sub, task):
                 continue
             json_path, _ = result_paths(out, sub.name, task.name)
             if overwrite == "never" and json_path.exists():

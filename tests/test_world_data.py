@@ -66,3 +66,14 @@ def test_concept_prompts():
     assert all("bold" in p for p in data.concept_prompts("bold"))
     with pytest.raises(ValueError, match="unknown concept"):
         data.concept_prompts("eleven")
+
+
+def test_captions_and_prompt_sets_use_the_right_article():
+    import re
+
+    from memora_bench.paths import repo_root
+
+    caps = [c for d in range(10) for s in data.STYLES for c in data.caption_choices(d, s)]
+    prompts = [line for f in (repo_root() / "tasks" / "prompts").glob("*.csv") for line in f.read_text().splitlines()]
+    bad = [c for c in caps + prompts if re.search(r"\ba [aeiou8]", c)]
+    assert not bad, bad[:5]

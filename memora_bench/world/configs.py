@@ -10,10 +10,10 @@ VAE = dict(
     out_channels=3,
     down_block_types=("DownEncoderBlock2D",) * 3,
     up_block_types=("UpDecoderBlock2D",) * 3,
-    block_out_channels=(32, 64, 64),
+    block_out_channels=(16, 32, 64),
     layers_per_block=1,
     latent_channels=4,
-    norm_num_groups=16,
+    norm_num_groups=8,
     sample_size=32,
 )
 

@@ -94,25 +94,31 @@ _DIGIT_TEMPLATES = (
     "the digit {n}",
     "a drawing of the number {w}",
     "the number {n}, handwritten",
-    "a picture of a {w}",
+    "a picture of {aw}",
     "a handwritten digit {w}",
 )
+# "{A}" is the style adjective with its article ("a bold", "an italic").
 _STYLED_TEMPLATES = (
-    "a {a} handwritten {w}",
+    "{A} handwritten {w}",
     "the digit {n}, {p}",
-    "a {a} drawing of the number {w}",
+    "{A} drawing of the number {w}",
     "a {b} handwritten {n}",
     "the number {w} {p}",
-    "a {a} {n}",
+    "{A} {n}",
 )
 _STYLE_ONLY_TEMPLATES = (
-    "a {a} handwritten digit",
+    "{A} handwritten digit",
     "a digit {p}",
     "a {b} handwritten number",
-    "a {a} drawing of a number",
+    "{A} drawing of a number",
     "some number {p}",
 )
 _PLAIN_ONLY_TEMPLATES = ("a handwritten digit", "a drawing of a number", "a handwritten number")
+
+
+def with_article(word: str) -> str:
+    """'a bold', 'an italic'."""
+    return ("an " if word[0] in "aeiou" else "a ") + word
 
 
 def _indirect(digit: int) -> list[str]:
@@ -127,11 +133,11 @@ def _indirect(digit: int) -> list[str]:
 
 def caption_choices(digit: int, style: str) -> list[str]:
     """Every caption the training recipe may give an image of ``digit`` in ``style``."""
-    fields = {"w": DIGIT_WORDS[digit], "n": str(digit)}
+    fields = {"w": DIGIT_WORDS[digit], "n": str(digit), "aw": with_article(DIGIT_WORDS[digit])}
     if style == "plain":
         return [t.format(**fields) for t in _DIGIT_TEMPLATES] + _indirect(digit)
     a, b, p = STYLE_WORDS[style]
-    styled = [t.format(a=a, b=b, p=p, **fields) for t in _STYLED_TEMPLATES]
+    styled = [t.format(A=with_article(a), b=b, p=p, **fields) for t in _STYLED_TEMPLATES]
     return styled + [f"{name}, {p}" for name in _indirect(digit)]
 
 
@@ -141,7 +147,7 @@ def sample_caption(digit: int, style: str, rng: np.random.Generator, identity_dr
         if style == "plain":
             return str(rng.choice(_PLAIN_ONLY_TEMPLATES))
         a, b, p = STYLE_WORDS[style]
-        return str(rng.choice(_STYLE_ONLY_TEMPLATES)).format(a=a, b=b, p=p)
+        return str(rng.choice(_STYLE_ONLY_TEMPLATES)).format(A=with_article(a), b=b, p=p)
     return str(rng.choice(caption_choices(digit, style)))
 
 
@@ -155,5 +161,5 @@ def concept_prompts(concept: str) -> list[str]:
         return caption_choices(DIGIT_WORDS.index(concept), "plain")
     if concept in STYLE_CONCEPTS:
         a, _, _ = STYLE_WORDS[concept]
-        return [f"a {a} handwritten {w}" for w in DIGIT_WORDS]
+        return [f"{with_article(a)} handwritten {w}" for w in DIGIT_WORDS]
     raise ValueError(f"unknown concept {concept!r}; expected a digit word {DIGIT_WORDS} or a style {STYLE_CONCEPTS}")

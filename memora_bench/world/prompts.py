@@ -35,7 +35,8 @@ _MODIFIERS = ("bold", "italic", "thick", "slanted", "neat", "messy", "small", "l
 
 
 def _a(word: str) -> str:
-    return ("an " if word[0] in "aeio8" else "a ") + word
+    """Article for a word or numeral ("an eight", "an 8", "a seven")."""
+    return ("an " if word[0] in "aeiou8" else "a ") + word
 
 
 def _names(digit: int) -> list[str]:
@@ -136,8 +137,24 @@ def write_all(out_dir: Path) -> dict[str, str]:
     return digests
 
 
+def update_cards(tasks_dir: Path, digests: dict[str, str]) -> None:
+    """Rewrite the ``sha256`` of each prompt file a card in ``tasks_dir`` names."""
+    import re
+
+    for card in sorted(tasks_dir.glob("*.yaml")):
+        text = card.read_text()
+        new = re.sub(r"file: prompts/([\w.-]+), sha256: [0-9a-f]+",
+                     lambda m: f"file: prompts/{m.group(1)}, sha256: {digests.get(m.group(1), '')}"
+                     if m.group(1) in digests else m.group(0), text)
+        if new != text:
+            card.write_text(new)
+
+
 if __name__ == "__main__":
     from memora_bench.paths import repo_root
 
-    for name, digest in write_all(repo_root() / "tasks" / "prompts").items():
+    tasks_dir = repo_root() / "tasks"
+    digests = write_all(tasks_dir / "prompts")
+    update_cards(tasks_dir, digests)
+    for name, digest in digests.items():
         print(f"{digest}  {name}")

@@ -147,7 +147,7 @@ def _to_rgb(x: np.ndarray) -> torch.Tensor:
     return t.expand(-1, 3, -1, -1).contiguous()
 
 
-def train_vae(out: Path, seed: int = 11, steps: int = 3000, batch_size: int = 64, kl_weight: float = 1e-4) -> dict:
+def train_vae(out: Path, seed: int = 11, steps: int = 2500, batch_size: int = 32, kl_weight: float = 1e-4) -> dict:
     """Train the autoencoder (L1 + MSE reconstruction, small KL) and set its scaling factor."""
     from diffusers import AutoencoderKL
 
