@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/memora-bench world info --verify
+	$(BIN)/memora-bench evaluate original demo-ablate-seven --suite mini-v1 --out runs/demo
 
 test: $(VENV)/.installed
 	$(BIN)/pytest

@@ -1,0 +1,59 @@
+"""The docs' copy-paste examples, run as written (with file contents and hashes filled in)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from memora_bench.paths import repo_root
+
+DOCS = repo_root() / "docs"
+
+
+def blocks(doc: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", (DOCS / doc).read_text(), flags=re.S)
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "memora_bench.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd)
+
+
+def test_submitting_example_validates(tmp_path):
+    manifest = blocks("submitting.md", "yaml")[0]
+    folder = tmp_path / "my-method"
+    folder.mkdir()
+    key = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    save_file({key: torch.zeros(64, 64)}, str(folder / "unet.safetensors"))
+    digest = hashlib.sha256((folder / "unet.safetensors").read_bytes()).hexdigest()
+    (folder / "submission.yaml").write_text(manifest.replace("0" * 64, digest))
+    res = cli("validate", folder)
+    assert res.returncode == 0, res.stderr
+    # The doc's own placeholder hash is caught.
+    (folder / "submission.yaml").write_text(manifest)
+    res = cli("validate", folder)
+    assert res.returncode == 2 and "sha256" in res.stderr
+
+
+def test_adding_a_task_example_validates(tmp_path):
+    card = blocks("adding-a-task.md", "yaml")[0]
+    rows = blocks("adding-a-task.md", "csv")[0]
+    tasks = tmp_path / "tasks"
+    (tasks / "prompts").mkdir(parents=True)
+    for kind in ("attack", "retain"):
+        text = rows if kind == "attack" else rows.replace(",nine\n", ",eight\n")
+        (tasks / "prompts" / f"mini-nine-{kind}.csv").write_text(text)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        card = card.replace("<sha256 of the file>", digest, 1)
+    (tasks / "mini-nine.yaml").write_text(card)
+    res = cli("validate", tasks / "mini-nine.yaml")
+    assert res.returncode == 0, res.stderr
+    assert "checked 1 file(s): 0 problem(s)" in res.stdout
