@@ -37,6 +37,15 @@ def build_cli() -> argparse.ArgumentParser:
     va.add_argument("paths", nargs="*", help="files or submission folders (default: everything in the repository)")
     va.add_argument("--json", action="store_true")
 
+    cmp_ = sub.add_parser("compare", help="exit 1 when robustness regressed between two result sets (a CI gate)")
+    cmp_.add_argument("old", help="reference result file or folder")
+    cmp_.add_argument("new", help="new result file or folder")
+    cmp_.add_argument("--tolerance", type=float, default=None,
+                      help="regressed when the new rate exceeds the old by more than this (0..1); default: "
+                           "the new interval lies entirely above the old one")
+    cmp_.add_argument("--interval", choices=["bootstrap", "wilson"], default="bootstrap")
+    cmp_.add_argument("--json", action="store_true")
+
     ls = sub.add_parser("ls", help="list tasks, probes, submissions or suites")
     ls.add_argument("what", choices=["tasks", "probes", "submissions", "suites"])
     ls.add_argument("--json", action="store_true")
@@ -56,7 +65,7 @@ def build_cli() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_cli().parse_args(argv)
-    if args.command in ("evaluate", "validate", "ls"):
+    if args.command in ("evaluate", "validate", "ls", "compare"):
         from memora_bench import commands
 
         if args.command == "evaluate" and args.cache_dir is None:

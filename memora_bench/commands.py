@@ -211,3 +211,18 @@ def ls(args) -> int:
         items = sorted(PROBES)
     print(json.dumps(items) if args.json else "\n".join(items))
     return EXIT_OK
+
+
+def compare(args) -> int:
+    from memora_bench.compare import CompareError, as_json, compare as run, load_results, render
+
+    if args.tolerance is not None and not 0 <= args.tolerance <= 1:
+        _err([f"--tolerance must be in [0, 1], got {args.tolerance}"])
+        return EXIT_BAD_INPUT
+    try:
+        rows = run(load_results(args.old), load_results(args.new), args.interval, args.tolerance)
+    except CompareError as err:
+        _err(err.problems)
+        return EXIT_BAD_INPUT
+    print(json.dumps(as_json(rows), indent=2) if args.json else render(rows))
+    return EXIT_FAILURE if any(r.regressed for r in rows) else EXIT_OK

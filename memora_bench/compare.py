@@ -1,0 +1,135 @@
+"""``memora-bench compare OLD NEW``: did robustness regress?
+
+Scores are matched by (submission, task, probe, concept). A robustness score is an attack success rate:
+higher is worse. A score **regressed** when
+
+1. without ``--tolerance``: the new interval lies entirely above the old one (``new.lo > old.hi``), i.e. the
+   intervals do not overlap;
+2. with ``--tolerance t``: the new rate exceeds the old rate by more than ``t`` (absolute, 0..1).
+
+Utility (retained-concept accuracy) is shown for information and does not gate. Inputs that cannot be
+compared (a score missing on one side, a different task version or prompt set) are bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from memora_bench.results import validate_result
+
+
+class CompareError(ValueError):
+    """The inputs cannot be compared; ``problems`` lists why."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Row:
+    submission: str
+    task: str
+    score: str  # "plain/seven", "utility/retain/all"
+    gates: bool
+    old_k: int
+    old_n: int
+    old_interval: tuple[float, float]
+    new_k: int
+    new_n: int
+    new_interval: tuple[float, float]
+    regressed: bool
+
+    @property
+    def old_rate(self) -> float:
+        return self.old_k / self.old_n
+
+    @property
+    def new_rate(self) -> float:
+        return self.new_k / self.new_n
+
+
+def load_results(path: Path) -> dict[tuple[str, str], dict]:
+    """(submission, task) -> result, from one result file or every ``*.json`` result under a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise CompareError([f"{path}: no such file or folder"])
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.json"))
+    out, problems = {}, []
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+            validate_result(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            problems.append(f"{f}: not a JSON result file ({err})")
+            continue
+        except Exception as err:  # jsonschema.ValidationError
+            problems.append(f"{f}: not a valid result file ({str(err).splitlines()[0]})")
+            continue
+        out[(data["submission"]["name"], data["task"]["name"])] = data
+    if not out and not problems:
+        problems.append(f"{path}: no result files")
+    if problems:
+        raise CompareError(problems)
+    return out
+
+
+def _scores(result: dict) -> dict[str, tuple[dict, bool]]:
+    """score name -> (rate dict, gates?)."""
+    scores = {}
+    for probe, res in result["probes"].items():
+        for concept, rate in res["rates"].items():
+            scores[f"{probe}/{concept}"] = (rate, True)
+    for concept, rate in result["utility"]["retain"].items():
+        scores[f"utility/retain/{concept}"] = (rate, False)
+    return scores
+
+
+def compare(old: dict, new: dict, interval: str = "bootstrap", tolerance: float | None = None) -> list[Row]:
+    """Rows for every score of every (submission, task) in ``old``; raises on incomparable inputs."""
+    problems, rows = [], []
+    for key, o in sorted(old.items()):
+        n = new.get(key)
+        if n is None:
+            problems.append(f"{key[0]} / {key[1]}: present in OLD, missing in NEW")
+            continue
+        for field in ("version", "sha256"):
+            if o["task"][field] != n["task"][field]:
+                problems.append(f"{key[0]} / {key[1]}: task {field} differs ({o['task'][field]} vs "
+                                f"{n['task'][field]}); results of different task versions are not comparable")
+        os_, ns = _scores(o), _scores(n)
+        for name, (orate, gates) in sorted(os_.items()):
+            if name not in ns:
+                problems.append(f"{key[0]} / {key[1]}: score {name} missing in NEW")
+                continue
+            nrate = ns[name][0]
+            if tolerance is None:
+                regressed = nrate[interval][0] > orate[interval][1]
+            else:
+                regressed = nrate["rate"] - orate["rate"] > tolerance
+            rows.append(Row(key[0], key[1], name, gates, orate["k"], orate["n"], tuple(orate[interval]),
+                            nrate["k"], nrate["n"], tuple(nrate[interval]), gates and regressed))
+    if problems:
+        raise CompareError(problems)
+    return rows
+
+
+def render(rows: list[Row]) -> str:
+    def cell(k, n, iv):
+        return f"{k:>3}/{n:<3} {100 * k / n:5.1f}% [{100 * iv[0]:5.1f}, {100 * iv[1]:5.1f}]"
+
+    lines = [f"{'submission':16s} {'task':18s} {'score':24s} {'old':30s} {'new':30s} verdict"]
+    for r in rows:
+        verdict = "REGRESSED" if r.regressed else ("ok" if r.gates else "(info)")
+        lines.append(f"{r.submission:16s} {r.task:18s} {r.score:24s} {cell(r.old_k, r.old_n, r.old_interval):30s} "
+                     f"{cell(r.new_k, r.new_n, r.new_interval):30s} {verdict}")
+    n_bad = sum(r.regressed for r in rows)
+    lines.append(f"{n_bad} of {sum(r.gates for r in rows)} robustness score(s) regressed")
+    return "\n".join(lines)
+
+
+def as_json(rows: list[Row]) -> dict:
+    return {"rows": [dict(asdict(r), old_rate=r.old_rate, new_rate=r.new_rate) for r in rows],
+            "regressed": sum(r.regressed for r in rows)}

@@ -1,0 +1,65 @@
+import json
+import os
+import subprocess
+import sys
+
+from memora_bench.results import validate_result
+from tests.helpers import make_result, write_result
+
+
+def cli(*args):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "memora_bench.cli", "compare", *map(str, args)],
+                          capture_output=True, text=True, env=env)
+
+
+def test_helper_results_are_schema_valid():
+    validate_result(make_result())
+
+
+def test_unchanged_passes_and_weakened_fails(tmp_path):
+    old = write_result(tmp_path / "old", make_result(plain_k=6))
+    same = write_result(tmp_path / "same", make_result(plain_k=6))
+    worse = write_result(tmp_path / "worse", make_result(plain_k=40))
+    ok = cli(old, same)
+    assert ok.returncode == 0 and "0 of 2 robustness score(s) regressed" in ok.stdout
+    bad = cli(old, worse)
+    assert bad.returncode == 1 and "REGRESSED" in bad.stdout
+    # Folders are matched by (submission, task).
+    assert cli(tmp_path / "old", tmp_path / "worse").returncode == 1
+
+
+def test_overlapping_intervals_do_not_fail_but_tolerance_can(tmp_path):
+    old = write_result(tmp_path / "old", make_result(plain_k=6))
+    slightly = write_result(tmp_path / "new", make_result(plain_k=10))
+    assert cli(old, slightly).returncode == 0
+    assert cli(old, slightly, "--tolerance", "0.05").returncode == 1
+    assert cli(old, slightly, "--tolerance", "0.10").returncode == 0
+
+
+def test_improvement_and_utility_drop_do_not_gate(tmp_path):
+    old = write_result(tmp_path / "old", make_result(plain_k=30, retain_k=190))
+    new = write_result(tmp_path / "new", make_result(plain_k=2, retain_k=20))
+    res = cli(old, new, "--json")
+    assert res.returncode == 0
+    rows = json.loads(res.stdout)["rows"]
+    assert any(r["score"] == "utility/retain/all" and not r["gates"] for r in rows)
+
+
+def test_bad_inputs_exit_2(tmp_path):
+    old = write_result(tmp_path / "old", make_result())
+    assert cli(old, tmp_path / "nope.json").returncode == 2
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    res = cli(old, junk)
+    assert res.returncode == 2 and "not a JSON result file" in res.stderr
+    invalid = tmp_path / "invalid.json"
+    invalid.write_text(json.dumps({"schema_version": 1}))
+    assert "not a valid result file" in cli(old, invalid).stderr
+    other_version = write_result(tmp_path / "v2", make_result(task_version=2))
+    res = cli(old, other_version)
+    assert res.returncode == 2 and "task version differs" in res.stderr
+    other_task = write_result(tmp_path / "t", make_result(task="mini-bold"))
+    res = cli(old, other_task)
+    assert res.returncode == 2 and "missing in NEW" in res.stderr
+    assert cli(old, old, "--tolerance", "2").returncode == 2
