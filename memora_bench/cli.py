@@ -35,6 +35,8 @@ def build_cli() -> argparse.ArgumentParser:
 
     va = sub.add_parser("validate", help="check task cards, suites and submissions; report every problem")
     va.add_argument("paths", nargs="*", help="files or submission folders (default: everything in the repository)")
+    va.add_argument("--no-load", action="store_true",
+                    help="check manifests and hashes only, without applying checkpoints to their base model")
     va.add_argument("--json", action="store_true")
 
     cmp_ = sub.add_parser("compare", help="exit 1 when robustness regressed between two result sets (a CI gate)")

@@ -108,6 +108,7 @@ def _summary(report) -> dict:
         if "frechet" in data["utility"]:
             row["frechet"] = data["utility"]["frechet"]["value"]
         row["seconds"] = data["timing"]["total_wall_s"]
+        row["stages"] = data["timing"]["stages"]
         rows.append(row)
     return {"results": rows, "failed": [{"submission": s, "task": t, "error": e} for s, t, e in report.failed]}
 
@@ -125,7 +126,8 @@ def _table(summary: dict) -> str:
         lines.append(f"{r['submission']:16s} {r['task']:18s} {plain:29s} {_fmt(r['retain']):29s} {fd}")
     lines.append("")
     for r in summary["results"]:
-        lines.append(f"{'kept   ' if r['skipped'] else 'wrote  '}{r['result']}")
+        stages = ", ".join(f"{k} {v['wall_s']:.1f}s" for k, v in r["stages"].items())
+        lines.append(f"{'kept   ' if r['skipped'] else 'wrote  '}{r['result']}  ({r['seconds']:.1f} s: {stages})")
     for f in summary["failed"]:
         lines.append(f"FAILED {f['submission']} / {f['task']}: {f['error']}")
     return "\n".join(lines)
@@ -133,7 +135,8 @@ def _table(summary: dict) -> str:
 
 def validate(args) -> int:
     """Check task cards, suites and submissions (every one in the repository, or the given paths)."""
-    from memora_bench.models.loading import CheckpointError, verify_checkpoint_file
+    from memora_bench.miniworld import WorldError
+    from memora_bench.models.loading import CheckpointError, load_submission_pipeline
 
     root = repo_root()
     paths = [Path(p) for p in args.paths] or (
@@ -158,12 +161,15 @@ def validate(args) -> int:
                 for t in sub.tasks:
                     if not (root / "tasks" / f"{t}.yaml").exists():
                         problems.append(f"{sub.path}: task {t!r} has no card tasks/{t}.yaml")
-                if sub.checkpoint is not None:
-                    verify_checkpoint_file(sub)
+                if sub.checkpoint is not None and not args.no_load:
+                    # Applies the checkpoint to its base model: every tensor checked against the real model.
+                    load_submission_pipeline(sub, sub.base_model)
             else:
                 problems.append(f"{path}: not a task card, suite or submission (or missing)")
         except (SpecError, CheckpointError) as err:
             problems += err.problems
+        except WorldError as err:
+            problems.append(str(err))
     if args.json:
         print(json.dumps({"checked": checked, "problems": problems}, indent=2))
     else:

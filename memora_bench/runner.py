@@ -298,6 +298,10 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
             if overwrite == "never" and json_path.exists():
                 report.skipped.append(json_path)
                 continue
+            if sub.base_model.id != task.base_model.id:
+                report.failed.append((sub.name, task.name, f"the submission's base model {sub.base_model.id!r} is "
+                                      f"not the task's {task.base_model.id!r}"))
+                continue
             unit = Unit(suite, task, sub, cache, overwrite, progress)
             try:
                 report.written.append(run_unit(unit, out))
