@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from memora_bench.models import lora
+from memora_bench.models.generate import GenerationConfig, encode_prompts, generate
+from tests.helpers import tiny_pipeline
+
+CONFIG = GenerationConfig(steps=4)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline(seed=3)
+
+
+def _train(pipe, seed, budgets=(2, 5)):
+    import copy
+
+    unet = copy.deepcopy(pipe.unet)
+    g = torch.Generator().manual_seed(0)
+    mean, std = torch.randn(6, 4, 8, 8, generator=g), torch.rand(6, 4, 8, 8, generator=g) * 0.1
+    ctx = encode_prompts(pipe, ["a handwritten seven"]).clone()
+    seen = {}
+    lora.train(unet, dict(pipe.scheduler.config), mean, std, ctx, lora.LoraParams(accumulation=2), list(budgets), seed,
+               lambda step, state, loss: seen.__setitem__(step, (state, loss)))
+    return seen
+
+
+def test_training_is_deterministic_for_a_seed_and_checkpoints_each_budget(pipe):
+    a, b, c = _train(pipe, 7), _train(pipe, 7), _train(pipe, 8)
+    assert sorted(a) == [2, 5]
+    for step in a:
+        assert a[step][0].keys() == b[step][0].keys()
+        assert all(torch.equal(a[step][0][k], b[step][0][k]) for k in a[step][0])
+        assert a[step][1] == b[step][1]
+    assert any(not torch.equal(a[5][0][k], c[5][0][k]) for k in a[5][0])
+    # Training moved the adapter between the two budgets.
+    assert any(not torch.equal(a[2][0][k], a[5][0][k]) for k in a[2][0])
+    keys = list(a[5][0])
+    assert any(".attn1.to_q.lora_A" in k for k in keys) and any(".attn2.to_out.0.lora_B" in k for k in keys)
+
+
+def test_lora_at_scale_zero_reproduces_the_base_images_exactly(pipe):
+    import copy
+
+    state = _train(pipe, 7)[5][0]
+    prompts, seeds = ["a handwritten seven", "a bold two"], [11, 12]
+    base = generate(pipe, prompts, seeds, CONFIG)
+    recovered = copy.copy(pipe)
+    recovered.unet = copy.deepcopy(pipe.unet)
+    lora.load_adapter(recovered.unet, state, lora.LoraParams(), scale=0.0)
+    assert np.array_equal(generate(recovered, prompts, seeds, CONFIG), base)
+    lora.set_scale(recovered.unet, 1.0)
+    assert not np.array_equal(generate(recovered, prompts, seeds, CONFIG), base)
+
+
+def test_cosine_schedule_matches_diffusers():
+    from diffusers.optimization import get_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_scheduler("cosine", optimizer=opt, num_warmup_steps=0, num_training_steps=10)
+    ours = []
+    for step in range(10):
+        ours.append(lora._cosine(step, 10, 0))
+        assert opt.param_groups[0]["lr"] == pytest.approx(ours[-1])
+        opt.step()
+        sched.step()
