@@ -49,3 +49,50 @@ def test_frechet_distance():
     scaled = rng.normal(size=(4000, 4)) * 2.0
     # For N(0, I) and N(0, 4I): Tr(I + 4I - 2 * 2I) = 4 * 1 = 4.
     assert scoring.frechet_distance(rng.normal(size=(4000, 4)), scaled) == pytest.approx(4.0, abs=0.4)
+
+
+BUDGETS = [0, 5, 10, 25, 50, 100, 200, 400]
+
+
+def test_best_so_far_and_axis():
+    assert scoring.best_so_far([0.1, 0.3, 0.2, 0.5]).tolist() == [0.1, 0.3, 0.3, 0.5]
+    assert scoring.budget_axis([0, 1, 3]).tolist() == [0.0, 1.0, 2.0]
+
+
+def test_steps_to_recall():
+    # Reached at once; never reached; interpolated on the log axis between budgets 1 and 3.
+    assert scoring.steps_to_recall([0, 1, 3], [0.6, 0.6, 0.6], ceiling=1.0) == 0.0
+    assert scoring.steps_to_recall([0, 1, 3], [0.0, 0.1, 0.2], ceiling=1.0) == float("inf")
+    # x: 0, 1, 2; r*: 0, 0.25, 0.75; target 0.5 is halfway between x=1 and x=2 -> x=1.5 -> b = 2^1.5 - 1.
+    assert scoring.steps_to_recall([0, 1, 3], [0.0, 0.25, 0.75], ceiling=1.0) == pytest.approx(2**1.5 - 1)
+    # The best-so-far curve is used: a dip after a peak does not delay recall.
+    assert scoring.steps_to_recall([0, 1, 3], [0.0, 0.9, 0.1], ceiling=1.0) < 1.0
+
+
+def test_memory_index_extremes():
+    oracle = [0.05] * len(BUDGETS)
+    assert scoring.memory_index(BUDGETS, [0.9] * len(BUDGETS), oracle, 0.9) == pytest.approx(1.0)
+    assert scoring.memory_index(BUDGETS, oracle, oracle, 0.9) == pytest.approx(0.0)
+    assert np.isnan(scoring.memory_index(BUDGETS, oracle, [0.9] * len(BUDGETS), 0.9))
+    half = scoring.memory_index(BUDGETS, [0.475] * len(BUDGETS), oracle, 0.9)
+    assert half == pytest.approx(0.5)
+
+
+def _hits(rates, seeds=3, prompts=60, seed=0):
+    rng = np.random.default_rng(seed)
+    return [[rng.random(prompts) < r for r in rates] for _ in range(seeds)]
+
+
+def test_recovery_labels_separate_memory_from_forgetting():
+    ceiling = np.random.default_rng(9).random(60) < 0.95
+    oracle = _hits([0.02, 0.03, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2], seed=1)
+    fast = _hits([0.05, 0.6, 0.85, 0.9, 0.9, 0.95, 0.95, 0.95], seed=2)
+    slow = _hits([0.02, 0.03, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2], seed=3)
+    s = scoring.recovery_score(BUDGETS, fast, oracle, ceiling, 300, 0, stm_above=0.5, ltm_below=0.15)
+    assert s.label == "STM" and s.memory_interval[0] > 0.5 and s.b_half < 10
+    t = scoring.recovery_score(BUDGETS, slow, oracle, ceiling, 300, 0, stm_above=0.5, ltm_below=0.15)
+    assert t.label == "LTM" and t.memory_interval[0] < 0.0 < t.memory_interval[1]
+    assert t.b_half == float("inf") and t.as_dict()["b_half"] is None
+    again = scoring.recovery_score(BUDGETS, fast, oracle, ceiling, 300, 0, stm_above=0.5, ltm_below=0.15)
+    assert again == s
+    assert scoring.recovery_label((0.2, 0.6), 0.5, 0.15) == "partial"
