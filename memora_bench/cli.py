@@ -45,6 +45,8 @@ def build_cli() -> argparse.ArgumentParser:
     cmp_.add_argument("--tolerance", type=float, default=None,
                       help="regressed when the new rate exceeds the old by more than this (0..1); default: "
                            "the new interval lies entirely above the old one")
+    cmp_.add_argument("--exact", action="store_true",
+                      help="fail when any count (robustness or utility) differs in either direction")
     cmp_.add_argument("--interval", choices=["bootstrap", "wilson"], default="bootstrap")
     cmp_.add_argument("--json", action="store_true")
 

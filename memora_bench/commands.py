@@ -226,7 +226,7 @@ def compare(args) -> int:
         _err([f"--tolerance must be in [0, 1], got {args.tolerance}"])
         return EXIT_BAD_INPUT
     try:
-        rows = run(load_results(args.old), load_results(args.new), args.interval, args.tolerance)
+        rows = run(load_results(args.old), load_results(args.new), args.interval, args.tolerance, args.exact)
     except CompareError as err:
         _err(err.problems)
         return EXIT_BAD_INPUT

@@ -5,7 +5,9 @@ higher is worse. A score **regressed** when
 
 1. without ``--tolerance``: the new interval lies entirely above the old one (``new.lo > old.hi``), i.e. the
    intervals do not overlap;
-2. with ``--tolerance t``: the new rate exceeds the old rate by more than ``t`` (absolute, 0..1).
+2. with ``--tolerance t``: the new rate exceeds the old rate by more than ``t`` (absolute, 0..1);
+3. with ``--exact``: any count differs in either direction (for a project's own CI on a fixed machine
+   type, where a run is reproducible to the image and a moved count means the code changed a score).
 
 Utility (retained-concept accuracy) is shown for information and does not gate. Inputs that cannot be
 compared (a score missing on one side, a different task version or prompt set) are bad input.
@@ -87,7 +89,8 @@ def _scores(result: dict) -> dict[str, tuple[dict, bool]]:
     return scores
 
 
-def compare(old: dict, new: dict, interval: str = "bootstrap", tolerance: float | None = None) -> list[Row]:
+def compare(old: dict, new: dict, interval: str = "bootstrap", tolerance: float | None = None,
+            exact: bool = False) -> list[Row]:
     """Rows for every score of every (submission, task) in ``old``; raises on incomparable inputs."""
     problems, rows = [], []
     for key, o in sorted(old.items()):
@@ -105,7 +108,10 @@ def compare(old: dict, new: dict, interval: str = "bootstrap", tolerance: float 
                 problems.append(f"{key[0]} / {key[1]}: score {name} missing in NEW")
                 continue
             nrate = ns[name][0]
-            if tolerance is None:
+            if exact:
+                regressed = (nrate["k"], nrate["n"]) != (orate["k"], orate["n"])
+                gates = True
+            elif tolerance is None:
                 regressed = nrate[interval][0] > orate[interval][1]
             else:
                 regressed = nrate["rate"] - orate["rate"] > tolerance

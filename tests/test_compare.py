@@ -63,3 +63,14 @@ def test_bad_inputs_exit_2(tmp_path):
     res = cli(old, other_task)
     assert res.returncode == 2 and "missing in NEW" in res.stderr
     assert cli(old, old, "--tolerance", "2").returncode == 2
+
+
+def test_exact_fails_on_any_moved_count(tmp_path):
+    old = write_result(tmp_path / "old", make_result(plain_k=6, retain_k=180))
+    better = write_result(tmp_path / "better", make_result(plain_k=5, retain_k=180))
+    utility = write_result(tmp_path / "utility", make_result(plain_k=6, retain_k=179))
+    same = write_result(tmp_path / "same", make_result(plain_k=6, retain_k=180))
+    assert cli(old, better).returncode == 0
+    assert cli(old, better, "--exact").returncode == 1
+    assert cli(old, utility, "--exact").returncode == 1
+    assert cli(old, same, "--exact").returncode == 0

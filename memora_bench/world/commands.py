@@ -88,6 +88,9 @@ def _render_info(m: dict) -> str:
     lines.append("concept rates (share of images that show the concept):")
     lines.append("  " + "model".ljust(8) + "".join(c[:7].rjust(8) for c in concepts))
     for name, model in m["models"].items():
+        if model.get("missing"):
+            lines.append("  " + name.ljust(8) + f"  not built (`{REBUILD} --stage {name}`)")
+            continue
         lines.append("  " + name.ljust(8) + "".join(f"{model['concept_rates'][c]:8.2f}" for c in concepts))
     lines.append("")
     lines.append("files:")

@@ -64,7 +64,8 @@ def measure_world(world: Path) -> dict:
     config = GenerationConfig(**GENERATION)
     concepts = list(DIGIT_WORDS) + list(STYLE_CONCEPTS)
     models = {}
-    for name in ("base", "oracle"):
+    present = ["base"] + (["oracle"] if (world / "oracle" / "unet").exists() else [])
+    for name in present:
         pipe = load_pipeline(name, world, verify=False)
         rates, hits = {}, {}
         for concept in concepts:
@@ -75,6 +76,7 @@ def measure_world(world: Path) -> dict:
         models[name] = {"concept_rates": rates, "concept_hits": hits, "images_per_concept": IMAGES_PER_CONCEPT,
                         "threshold": THRESHOLD}
     models["base"].update(path="base", training=reports.get("base"))
+    models.setdefault("oracle", {"concept_rates": {}, "concept_hits": {}, "missing": True})
     models["oracle"].update(
         path="oracle/unet",
         training=reports.get("oracle"),
@@ -161,6 +163,9 @@ def model_card(m: dict) -> str:
         "|---|" + "---|" * len(concepts),
     ]
     for name, model in m["models"].items():
+        if model.get("missing"):
+            out.append(f"| {name} | " + " | ".join("not built" for _ in concepts) + " |")
+            continue
         out.append(f"| {name} | " + " | ".join(f"{model['concept_rates'][c]:.2f}" for c in concepts) + " |")
     oracle = m["models"]["oracle"]
     out += [
