@@ -20,7 +20,7 @@ from memora_bench import __version__
 from memora_bench.cache import Cache, cache_key
 from memora_bench.specs import PromptRow, Submission, Suite, Task, read_prompts
 
-PROBES = {"plain": "memora_bench.probes.plain:run"}
+PROBES = {"plain": "memora_bench.probes.plain:run", "memora": "memora_bench.probes.memora:run"}
 GENERATE_CODE_VERSION = 1  # bump when a change to generation can change an image
 SCHEMA_VERSION = 1
 
@@ -50,8 +50,42 @@ class StageTimer:
 
 
 @dataclass
+class Model:
+    """A model that images can be generated with: what determines its weights, and how to load it."""
+
+    fingerprint: dict
+    loader: Callable[[], Any]
+    _pipe: Any = None
+
+    def pipeline(self, timer: "StageTimer", stage: str = "load_model"):
+        if self._pipe is None:
+            with timer(stage):
+                self._pipe = self.loader()
+        return self._pipe
+
+
+def submission_model(sub: Submission) -> Model:
+    """The submission's model: its declared base model with its checkpoint applied (a control: the base)."""
+    from memora_bench.models.loading import load_submission_pipeline
+
+    ck = sub.checkpoint
+    fingerprint = {
+        "base": sub.base_model.id, "revision": sub.base_model.revision,
+        "checkpoint": None if ck is None else {"sha256": ck.sha256, "component": ck.component},
+    }
+    return Model(fingerprint, lambda: load_submission_pipeline(sub, sub.base_model))
+
+
+def base_model(base) -> Model:
+    """A base model with no checkpoint (the original model of a task, or its retrain oracle)."""
+    from memora_bench.models.loading import load_base
+
+    return Model({"base": base.id, "revision": base.revision, "checkpoint": None}, lambda: load_base(base))
+
+
+@dataclass
 class Unit:
-    """Everything a probe needs for one (submission, task): specs, cache, lazy model and classifiers."""
+    """Everything a probe needs for one (submission, task): specs, cache, lazy models and classifiers."""
 
     suite: Suite
     task: Task
@@ -60,28 +94,20 @@ class Unit:
     overwrite: str = "never"
     progress: bool = True
     timer: StageTimer = field(default_factory=StageTimer)
-    _pipe: Any = None
+    model: Model | None = None
     _classifiers: dict = field(default_factory=dict)
     counters: dict = field(default_factory=lambda: {"images_generated": 0, "images_cached": 0})
 
-    # --- model ------------------------------------------------------------------------------------------
+    def __post_init__(self):
+        if self.model is None:
+            self.model = submission_model(self.submission)
+
     @property
     def model_fingerprint(self) -> dict:
-        """What determines the model's weights: base id and revision, and the checkpoint's sha256."""
-        ck = self.submission.checkpoint
-        return {
-            "base": self.task.base_model.id,
-            "revision": self.task.base_model.revision,
-            "checkpoint": None if ck is None else {"sha256": ck.sha256, "component": ck.component},
-        }
+        return self.model.fingerprint
 
     def pipeline(self):
-        if self._pipe is None:
-            from memora_bench.models.loading import load_submission_pipeline
-
-            with self.timer("load_model"):
-                self._pipe = load_submission_pipeline(self.submission, self.task.base_model)
-        return self._pipe
+        return self.model.pipeline(self.timer)
 
     def classifier(self, name: str):
         if name not in self._classifiers:
@@ -92,22 +118,26 @@ class Unit:
         return self._classifiers[name]
 
     # --- images -----------------------------------------------------------------------------------------
-    def image_key(self, row: PromptRow, seed: int) -> str:
+    def image_key(self, row: PromptRow, seed: int, model: Model | None = None) -> str:
         from memora_bench.models.generate import MICRO_BATCH
 
         g = self.task.generation
         return cache_key({
-            "stage": "generate", "code_version": GENERATE_CODE_VERSION, "model": self.model_fingerprint,
+            "stage": "generate", "code_version": GENERATE_CODE_VERSION, "model": (model or self.model).fingerprint,
             "prompt": row.prompt, "seed": seed, "guidance": row.guidance, "scheduler": g.scheduler,
             "steps": g.steps, "height": g.height, "width": g.width, "micro_batch": MICRO_BATCH,
         })
 
-    def images(self, rows: list[PromptRow], stage: str) -> list[dict]:
-        """One record per image (``images_per_prompt`` per row, seeds ``seed + j``), generating misses."""
+    def images(self, rows: list[PromptRow], stage: str, model: Model | None = None) -> list[dict]:
+        """One record per image (``images_per_prompt`` per row, seeds ``seed + j``), generating misses.
+
+        ``model`` defaults to the submission's model.
+        """
         from memora_bench.models.generate import GenerationConfig, generate
 
+        model = model or self.model
         g = self.task.generation
-        records = [{"row": r, "seed": r.seed + j, "image_key": self.image_key(r, r.seed + j)}
+        records = [{"row": r, "seed": r.seed + j, "image_key": self.image_key(r, r.seed + j, model)}
                    for r in rows for j in range(g.images_per_prompt)]
         missing = []
         for rec in records:
@@ -122,7 +152,7 @@ class Unit:
             by_guidance.setdefault(rec["row"].guidance, []).append(rec)
         for guidance, recs in sorted(by_guidance.items()):
             config = GenerationConfig(g.scheduler, g.steps, guidance, g.height, g.width)
-            pipe = self.pipeline()
+            pipe = model.pipeline(self.timer)
             for i in range(0, len(recs), 64):  # write to the cache every chunk: a kill loses at most one chunk
                 chunk = recs[i : i + 64]
                 with self.timer(f"generate_{stage}"):
@@ -269,9 +299,10 @@ def run_unit(unit: Unit, out: Path) -> Path:
 
 
 def applies(sub: Submission, task: Task) -> bool:
-    if sub.control:
-        return sub.base_model.id == task.base_model.id
-    return task.name in sub.tasks
+    """A submission runs the tasks it lists; a control that lists none runs every task on its base model."""
+    if sub.tasks:
+        return task.name in sub.tasks
+    return sub.control and sub.base_model.id == task.base_model.id
 
 
 @dataclass
@@ -298,7 +329,7 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
             if overwrite == "never" and json_path.exists():
                 report.skipped.append(json_path)
                 continue
-            if sub.base_model.id != task.base_model.id:
+            if sub.base_model.id != task.base_model.id and not sub.control:
                 report.failed.append((sub.name, task.name, f"the submission's base model {sub.base_model.id!r} is "
                                       f"not the task's {task.base_model.id!r}"))
                 continue

@@ -19,7 +19,7 @@ import yaml
 CONCEPT_KINDS = ("object", "style", "nudity")
 COMPONENTS = ("unet", "text_encoder", "pipeline", "lora")
 SCHEDULERS = ("ddim", "lms")
-PROBES = ("plain",)
+PROBES = ("plain", "memora")  # keys of memora_bench.runner.PROBES (a test checks they agree)
 OVERWRITE = ("never", "missing", "always")
 PROMPT_COLUMNS = ("id", "prompt", "seed", "guidance", "concept")
 
@@ -81,6 +81,7 @@ class Task:
     retain_prompts: PromptSet
     classifiers: tuple[ClassifierRef, ...]
     generation: Generation
+    oracle: BaseModel | None = None  # the retrain oracle (the same model trained without the concept)
     path: str = ""  # the card's file, filled in by the loader
     sha256: str = ""
 
@@ -293,6 +294,7 @@ def load_task(path: Path) -> Task:
         retain_prompts=sets["retain_prompts"],
         classifiers=tuple(classifiers),
         generation=gen,
+        oracle=_base_model(r, m["oracle"]) if m.get("oracle") is not None else None,
         path=str(path),
         sha256=sha256_file(path) if path.exists() else "",
     )

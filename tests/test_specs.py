@@ -163,3 +163,9 @@ def test_shipped_prompt_hashes_match_cards():
         task = load_task(card)
         for ps in (task.attack_prompts, task.retain_prompts):
             assert hashlib.sha256((card.parent / ps.file).read_bytes()).hexdigest() == ps.sha256
+
+
+def test_probe_names_agree_between_specs_and_runner():
+    from memora_bench import runner, specs
+
+    assert set(specs.PROBES) == set(runner.PROBES)

@@ -33,7 +33,8 @@ class CheckpointError(ValueError):
 
 
 def load_base(base: BaseModel):
-    """The base pipeline: the shipped miniature world (``world/base``) or a Hub model (SD-1.4)."""
+    """A base pipeline: a model of the shipped miniature world (``world/base``, ``world/oracle``), a local
+    diffusers folder, or a Hub model with a pinned revision (SD-1.4)."""
     from memora_bench import miniworld
 
     local = repo_root() / base.id
@@ -42,7 +43,7 @@ def load_base(base: BaseModel):
         if manifest["version"] != base.revision:
             raise miniworld.WorldError(
                 f"task expects world revision {base.revision!r}, the shipped world is {manifest['version']!r}")
-        return miniworld.load_pipeline("base")
+        return miniworld.load_pipeline(base.id.split("/", 1)[1])
     from diffusers import StableDiffusionPipeline
 
     source = str(local) if local.is_dir() else base.id
