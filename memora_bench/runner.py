@@ -118,27 +118,31 @@ class Unit:
         return self._classifiers[name]
 
     # --- images -----------------------------------------------------------------------------------------
-    def image_key(self, row: PromptRow, seed: int, model: Model | None = None) -> str:
+    def image_key(self, row: PromptRow, seed: int, model: Model | None = None, steps: int | None = None) -> str:
         from memora_bench.models.generate import MICRO_BATCH
 
         g = self.task.generation
+        steps = steps or g.steps
         return cache_key({
             "stage": "generate", "code_version": GENERATE_CODE_VERSION, "model": (model or self.model).fingerprint,
             "prompt": row.prompt, "seed": seed, "guidance": row.guidance, "scheduler": g.scheduler,
-            "steps": g.steps, "height": g.height, "width": g.width, "micro_batch": MICRO_BATCH,
+            "steps": steps, "height": g.height, "width": g.width, "micro_batch": MICRO_BATCH,
         })
 
-    def images(self, rows: list[PromptRow], stage: str, model: Model | None = None) -> list[dict]:
+    def images(self, rows: list[PromptRow], stage: str, model: Model | None = None, steps: int | None = None,
+               per_prompt: int | None = None) -> list[dict]:
         """One record per image (``images_per_prompt`` per row, seeds ``seed + j``), generating misses.
 
-        ``model`` defaults to the submission's model.
+        ``model`` defaults to the submission's model; ``steps`` and ``per_prompt`` override the task's.
         """
         from memora_bench.models.generate import GenerationConfig, generate
 
         model = model or self.model
         g = self.task.generation
-        records = [{"row": r, "seed": r.seed + j, "image_key": self.image_key(r, r.seed + j, model)}
-                   for r in rows for j in range(g.images_per_prompt)]
+        steps = steps or g.steps
+        per_prompt = per_prompt or g.images_per_prompt
+        records = [{"row": r, "seed": r.seed + j, "image_key": self.image_key(r, r.seed + j, model, steps)}
+                   for r in rows for j in range(per_prompt)]
         missing = []
         for rec in records:
             img = None if self.overwrite == "always" else self.cache.get_image(rec["image_key"])
@@ -151,7 +155,7 @@ class Unit:
         for rec in missing:
             by_guidance.setdefault(rec["row"].guidance, []).append(rec)
         for guidance, recs in sorted(by_guidance.items()):
-            config = GenerationConfig(g.scheduler, g.steps, guidance, g.height, g.width)
+            config = GenerationConfig(g.scheduler, steps, guidance, g.height, g.width)
             pipe = model.pipeline(self.timer)
             for i in range(0, len(recs), 64):  # write to the cache every chunk: a kill loses at most one chunk
                 chunk = recs[i : i + 64]

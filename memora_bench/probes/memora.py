@@ -91,7 +91,7 @@ def concept_images(unit, original, concept, p: MemoraParams) -> list[dict]:
 
     seeds = [s for pair in p.seed_pairs for s in pair]
     rows = [PromptRow(f"memora-{concept.name}-{s}", concept.prompt, s, p.guidance, concept.label) for s in seeds]
-    return unit.images(rows, "memora_concept", model=original)
+    return unit.images(rows, "memora_concept", model=original, steps=p.steps, per_prompt=1)
 
 
 def training_images(unit, attacked, concept, originals: list[dict], p: MemoraParams) -> tuple[list[str], list]:
