@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow world clean-venv
+.PHONY: demo test test-slow bench gate world clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,16 @@ test: $(VENV)/.installed
 
 test-slow: $(VENV)/.installed
 	$(BIN)/pytest -m slow
+
+bench: $(VENV)/.installed
+	MEMORA_BENCH_SHORT=1 $(BIN)/pytest -m benchmark -p no:cacheprovider --benchmark-json=runs/benchmark.json
+
+# This project's own regression gate: re-evaluate the demo submission and require every count to equal the
+# committed result (a run is reproducible to the image on one machine type).
+gate: $(VENV)/.installed
+	rm -rf runs/gate
+	$(BIN)/memora-bench evaluate demo-ablate-seven --out runs/gate --cache-dir runs/gate-cache
+	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results runs/gate --exact
 
 world: $(VENV)/.installed
 	$(BIN)/memora-bench world train
