@@ -7,11 +7,11 @@ error that names the file and the command that rebuilds it. Training code lives 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from memora_bench.paths import world_dir
+from memora_bench.specs import sha256_file
 
 MANIFEST = "world.json"
 REBUILD = "memora-bench world train"
@@ -20,14 +20,6 @@ MODELS = ("base", "oracle")
 
 class WorldError(RuntimeError):
     """The shipped world is missing, incomplete or altered."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_manifest(world: Path | None = None) -> dict:

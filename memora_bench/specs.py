@@ -210,6 +210,16 @@ def _read_yaml(path: Path, problems: list[str]) -> Any:
         return None
 
 
+def _open(path: Path) -> tuple[Path, list[str], "_Reader", dict]:
+    """Read a YAML spec: (path, problems, reader, top-level mapping); raises when it cannot be read at all."""
+    path = Path(path)
+    problems: list[str] = []
+    data = _read_yaml(path, problems)
+    if data is None:
+        raise SpecError(problems or [f"{path}: empty file"])
+    return path, problems, _Reader(str(path), problems), data
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -234,12 +244,7 @@ def _positive(r: _Reader, value: Any, name: str) -> None:
 
 def load_task(path: Path) -> Task:
     """A task card; raises :class:`SpecError` listing every problem of the card and its prompt files."""
-    path = Path(path)
-    problems: list[str] = []
-    data = _read_yaml(path, problems)
-    if data is None:
-        raise SpecError(problems or [f"{path}: empty file"])
-    r = _Reader(str(path), problems)
+    path, problems, r, data = _open(path)
     m = r.mapping(data, "", _keys(Task), _required(Task))
     concepts = []
     raw_concepts = m.get("concepts", [])
@@ -387,12 +392,7 @@ def _prompt_row(rec: dict, where: str, problems: list[str]) -> PromptRow | None:
 
 def load_suite(path: Path) -> Suite:
     """A suite file; every problem at once."""
-    path = Path(path)
-    problems: list[str] = []
-    data = _read_yaml(path, problems)
-    if data is None:
-        raise SpecError(problems or [f"{path}: empty file"])
-    r = _Reader(str(path), problems)
+    path, problems, r, data = _open(path)
     m = r.mapping(data, "", _keys(Suite), _required(Suite))
     tasks = m.get("tasks", [])
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
@@ -443,11 +443,7 @@ def load_submission(path: Path) -> Submission:
     path = Path(path)
     if path.is_dir():
         path = path / "submission.yaml"
-    problems: list[str] = []
-    data = _read_yaml(path, problems)
-    if data is None:
-        raise SpecError(problems or [f"{path}: empty file"])
-    r = _Reader(str(path), problems)
+    path, problems, r, data = _open(path)
     m = r.mapping(data, "", _keys(Submission), _required(Submission) - {"checkpoint"})
     ckpt = None
     if m.get("checkpoint") is not None:

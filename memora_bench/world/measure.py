@@ -39,7 +39,7 @@ def concept_hits(concept: str, images: np.ndarray, digit_clf, style_clf) -> np.n
 
 
 def _file_table(world: Path) -> dict:
-    from memora_bench.miniworld import sha256_file
+    from memora_bench.specs import sha256_file
 
     files = {}
     for path in sorted(world.rglob("*")):
@@ -126,6 +126,38 @@ def _cpu(report: dict | None) -> float:
     return sum(float(v.get("cpu_seconds", 0)) for v in report.values() if isinstance(v, dict))
 
 
+def target_lines(m: dict) -> list[str]:
+    """Each target of the world, with the measured figure and whether it is met."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**NOT met**"
+
+    base, oracle = m["models"]["base"], m["models"]["oracle"]
+    digits = {d: base["concept_rates"][d] for d in DIGIT_WORDS}
+    styles = {s: base["concept_rates"][s] for s in STYLE_CONCEPTS}
+    lines = [
+        f"digit classifier >= 97 %: {m['classifiers']['digit']['heldout_accuracy']:.4f}, "
+        f"{verdict(m['classifiers']['digit']['heldout_accuracy'] >= 0.97)}",
+        f"style classifier >= 95 %: {m['classifiers']['style']['heldout_accuracy']:.4f}, "
+        f"{verdict(m['classifiers']['style']['heldout_accuracy'] >= 0.95)}",
+        f"base shows every digit >= 90 %: lowest {min(digits, key=digits.get)} {min(digits.values()):.2f}, "
+        f"{verdict(min(digits.values()) >= 0.90)}",
+        f"base shows every style >= 85 %: lowest {min(styles, key=styles.get)} {min(styles.values()):.2f}, "
+        f"{verdict(min(styles.values()) >= 0.85)}",
+    ]
+    if not oracle.get("missing"):
+        excluded = oracle["excluded_digits"] + oracle["excluded_styles"]
+        worst = max(excluded, key=lambda c: oracle["concept_rates"][c])
+        kept = {d: oracle["concept_rates"][d] for d in DIGIT_WORDS if d not in excluded}
+        lines += [
+            f"oracle near chance (<= 15 %) on its excluded concepts: highest {worst} "
+            f"{oracle['concept_rates'][worst]:.2f}, {verdict(oracle['concept_rates'][worst] <= 0.15)}",
+            f"oracle keeps the other digits >= 90 %: lowest {min(kept, key=kept.get)} {min(kept.values()):.2f}, "
+            f"{verdict(min(kept.values()) >= 0.90)}",
+        ]
+    lines.append(f"all weights <= 60 MB: {m['total_bytes'] / 1e6:.1f} MB, {verdict(m['total_bytes'] <= 60 * 1024**2)}")
+    return lines
+
+
 def model_card(m: dict) -> str:
     """The human-readable model card, generated from the manifest so the two never disagree."""
     concepts = list(m["models"]["base"]["concept_rates"])
@@ -167,6 +199,7 @@ def model_card(m: dict) -> str:
             out.append(f"| {name} | " + " | ".join("not built" for _ in concepts) + " |")
             continue
         out.append(f"| {name} | " + " | ".join(f"{model['concept_rates'][c]:.2f}" for c in concepts) + " |")
+    out += ["", "### Targets (issue 3)", ""] + [f"- {line}" for line in target_lines(m)]
     oracle = m["models"]["oracle"]
     out += [
         "",
