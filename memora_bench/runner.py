@@ -303,10 +303,10 @@ def run_unit(unit: Unit, out: Path) -> Path:
 
 
 def applies(sub: Submission, task: Task) -> bool:
-    """A submission runs the tasks it lists; a control that lists none runs every task on its base model."""
-    if sub.tasks:
-        return task.name in sub.tasks
-    return sub.control and sub.base_model.id == task.base_model.id
+    """A submission runs the tasks it lists; a control also runs every task on its own base model."""
+    if sub.control and sub.base_model.id == task.base_model.id:
+        return True
+    return task.name in sub.tasks
 
 
 @dataclass
@@ -326,6 +326,9 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
 
     report = EvalReport()
     for sub in submissions:
+        if not any(applies(sub, task) for task in tasks):
+            report.failed.append((sub.name, "-", f"none of the suite's tasks ({', '.join(t.name for t in tasks)}) "
+                                  f"applies: the submission declares {list(sub.tasks)}"))
         for task in tasks:
             if not applies(sub, task):
                 continue

@@ -103,6 +103,12 @@ def test_overwrite_never_keeps_existing_results(small_run):
     assert path.stat().st_mtime_ns == mtime
 
 
+def test_submission_with_no_applicable_task_is_a_failure(tmp_path):
+    res = run_cli("evaluate", "demo-ablate-seven", "--suite", SMALL_SUITE, "--out", tmp_path / "out",
+                  "--cache-dir", tmp_path / "cache")
+    assert res.returncode == 1 and "none of the suite's tasks" in res.stdout
+
+
 def test_json_summary(small_run):
     root, _, _ = small_run
     res = evaluate_small(root / "out", root / "cache", "--json")
@@ -134,7 +140,7 @@ def test_one_failing_unit_does_not_stop_the_others(tmp_path):
     (sub / "submission.yaml").write_text(
         "name: broken\nmethod: x\nauthors: [me]\nreference: r\nbase_model: {id: world/base, revision: mini-world-v1}\n"
         "erased: [seven]\ntasks: [mini-seven-small]\n"
-        "checkpoint: {path: w.safetensors, sha256: " + "0" * 64 + ", component: unet}\n")
+        "checkpoint: {path: w.safetensors, sha256: '" + "0" * 64 + "', component: unet}\n")
     cache = tmp_path / "cache"
     res = run_cli("evaluate", sub, "original", "--suite", SMALL_SUITE, "--out", tmp_path / "out", "--cache-dir", cache)
     assert res.returncode == 1

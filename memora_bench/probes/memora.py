@@ -148,8 +148,10 @@ def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: lis
     with torch.inference_mode():
         post = pipe.vae.encode(x).latent_dist
         sf = pipe.vae.config.scaling_factor
-        mean, std = (post.mean * sf).clone(), (post.std * sf).clone()
-        context = encode_prompts(pipe, [concept.prompt]).clone()
+        mean, std = post.mean * sf, post.std * sf
+        context = encode_prompts(pipe, [concept.prompt])
+    # Tensors made in inference mode cannot enter autograd; clones made outside it can.
+    mean, std, context = mean.clone(), std.clone(), context.clone()
     unet = copy.deepcopy(pipe.unet)
     losses = {}
 
