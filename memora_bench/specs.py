@@ -242,16 +242,20 @@ def _positive(r: _Reader, value: Any, name: str) -> None:
         r.problems.append(f"{r.where}: '{name}' must be positive, got {value}")
 
 
+def _nonempty_list(m: dict, key: str, path: Path, problems: list[str]) -> list:
+    value = m.get(key, [])
+    if not isinstance(value, list) or not value:
+        problems.append(f"{path}: '{key}' must be a non-empty list")
+        return []
+    return value
+
+
 def load_task(path: Path) -> Task:
     """A task card; raises :class:`SpecError` listing every problem of the card and its prompt files."""
     path, problems, r, data = _open(path)
     m = r.mapping(data, "", _keys(Task), _required(Task))
     concepts = []
-    raw_concepts = m.get("concepts", [])
-    if not isinstance(raw_concepts, list) or not raw_concepts:
-        problems.append(f"{path}: 'concepts' must be a non-empty list")
-        raw_concepts = []
-    for i, c in enumerate(raw_concepts):
+    for i, c in enumerate(_nonempty_list(m, "concepts", path, problems)):
         cm = r.mapping(c, f"concepts[{i}]", _keys(Concept), _required(Concept))
         concepts.append(Concept(
             r.get(cm, "name", str, f"concepts[{i}].name", ""),
@@ -264,13 +268,9 @@ def load_task(path: Path) -> Task:
         pm = r.mapping(m.get(key, {}), key, _keys(PromptSet), _required(PromptSet)) if key in m else {}
         sets[key] = PromptSet(r.get(pm, "file", str, f"{key}.file", ""), r.get(pm, "sha256", str, f"{key}.sha256", ""))
     classifiers = []
-    raw_cls = m.get("classifiers", [])
-    if not isinstance(raw_cls, list) or not raw_cls:
-        problems.append(f"{path}: 'classifiers' must be a non-empty list")
-        raw_cls = []
     from memora_bench.classifiers.registry import CLASSIFIERS
 
-    for i, c in enumerate(raw_cls):
+    for i, c in enumerate(_nonempty_list(m, "classifiers", path, problems)):
         cm = r.mapping(c, f"classifiers[{i}]", _keys(ClassifierRef), _required(ClassifierRef))
         threshold = r.get(cm, "threshold", float, f"classifiers[{i}].threshold", 0.0)
         if not 0.0 <= threshold <= 1.0:
