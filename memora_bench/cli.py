@@ -64,6 +64,15 @@ def build_cli() -> argparse.ArgumentParser:
                        help="run only these stages (repeatable); default: every stage not yet built")
     train.add_argument("--force", action="store_true", help="rebuild stages that are already built")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+
+    bl = sub.add_parser("baselines", help="published unlearning methods on the miniature world: list or rebuild")
+    bsub = bl.add_subparsers(dest="baselines_command", required=True)
+    bls = bsub.add_parser("ls", help="the recipes and the checkpoints built from them")
+    bls.add_argument("--json", action="store_true")
+    bb = bsub.add_parser("build", help="rebuild baseline checkpoints with fixed seeds")
+    bb.add_argument("names", nargs="+", metavar="NAME", help="recipe names (see `baselines ls`), or 'all'")
+    bb.add_argument("--task", action="append", help="miniature task (repeatable; default: every miniature task)")
+    bb.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     return parser
 
 
@@ -79,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         from memora_bench.world import commands
 
         return commands.run(args)
+    if args.command == "baselines":
+        from memora_bench.unlearning import commands as baseline_commands
+
+        return baseline_commands.run(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -1,0 +1,58 @@
+"""Handlers of ``memora-bench baselines ls`` and ``memora-bench baselines build``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from memora_bench.cli import EXIT_BAD_INPUT, EXIT_OK
+from memora_bench.paths import repo_root
+from memora_bench.unlearning.build import MINI_TASKS, build, folder_name
+from memora_bench.unlearning.registry import RECIPES
+
+
+def ls(args) -> int:
+    root = repo_root()
+    rows = []
+    for name, recipe in RECIPES.items():
+        for task in MINI_TASKS:
+            record = root / "baselines" / folder_name(name, task) / "build.json"
+            built = json.loads(record.read_text()) if record.exists() else None
+            rows.append({"recipe": name, "task": task, "method": recipe.method, "built": built is not None,
+                         "cpu_seconds": built and built["cpu_seconds"], "bytes": built and built["bytes"]})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        state = f"built, {r['bytes'] / 1e6:.2f} MB, {r['cpu_seconds']:.0f} CPU-s" if r["built"] else "not built"
+        print(f"{r['recipe']:10s} {r['task']:18s} {state}")
+    return EXIT_OK
+
+
+def build_cmd(args) -> int:
+    import torch
+
+    names = list(RECIPES) if args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in RECIPES]
+    tasks = args.task or list(MINI_TASKS)
+    bad_tasks = [t for t in tasks if t not in MINI_TASKS]
+    if unknown or bad_tasks:
+        for n in unknown:
+            print(f"error: unknown baseline {n!r}; known: {', '.join(RECIPES)}", file=sys.stderr)
+        for t in bad_tasks:
+            print(f"error: unknown miniature task {t!r}; known: {', '.join(MINI_TASKS)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = repo_root()
+    for name in names:
+        for task in tasks:
+            print(f"[baselines] building {name} for {task}")
+            record = build(name, task, root)
+            print(f"[baselines] {folder_name(name, task)}: {record['tensors']} tensors, {record['bytes'] / 1e6:.2f} MB, "
+                  f"{record['cpu_seconds']} CPU-s, sha256 {record['sha256'][:16]}")
+    return EXIT_OK
+
+
+def run(args) -> int:
+    return ls(args) if args.baselines_command == "ls" else build_cmd(args)

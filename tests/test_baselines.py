@@ -1,0 +1,113 @@
+"""Baseline recipes on a tiny random pipeline: each changes only what its method changes, deterministically."""
+
+import pytest
+import torch
+
+from memora_bench.unlearning.common import Target, encode_word_embeddings
+from memora_bench.unlearning.registry import RECIPES
+from tests.helpers import tiny_pipeline
+
+SEVEN = Target(task="mini-seven", erased=("seven",), prompts=("a handwritten seven",))
+PAIR = Target(task="mini-three-eight", erased=("three", "eight"), prompts=("a handwritten three", "a handwritten eight"))
+
+TINY = {
+    "esd-x": dict(iterations=3, ddim_steps=5),
+    "esd-u": dict(iterations=3, ddim_steps=5),
+    "uce": dict(),
+    "fmn": dict(steps=3, concept_images=2),
+    "salun": dict(forget_images=4, epochs=2, batch_size=2, retain_images=16),
+    "erasediff": dict(forget_images=4, epochs=1, batch_size=2, retain_images=16),
+    "advunlearn": dict(iterations=3, warmup_iter=1, attack_step=2, ddim_steps=4, retain_batch=2, retain_captions=10),
+}
+
+
+def run(name, target=SEVEN, **override):
+    pipe = tiny_pipeline()
+    component = pipe.unet if RECIPES[name].component == "unet" else pipe.text_encoder
+    before = {k: v.clone() for k, v in component.state_dict().items()}
+    function, params_cls = RECIPES[name].load()
+    out = function(pipe, target, params_cls(**{**TINY[name], **override}))
+    return out, before, component
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_changes_only_its_own_tensors(name):
+    out, before, component = run(name)
+    assert out, name
+    after = component.state_dict()
+    for k, v in out.items():
+        assert k in before, k
+        assert v.shape == before[k].shape and torch.isfinite(v).all(), k
+        assert torch.equal(after[k], v), f"{k}: returned tensor is not the model's"
+    assert any(not torch.equal(out[k], before[k]) for k in out), f"{name} changed nothing"
+    untouched = [k for k in before if k not in out]
+    assert all(torch.equal(after[k], before[k]) for k in untouched), f"{name} changed tensors it does not return"
+    rule = {"esd-x": lambda k: ".attn2." in k, "esd-u": lambda k: ".attn2." not in k,
+            "uce": lambda k: ".attn2.to_k.weight" in k or ".attn2.to_v.weight" in k,
+            "fmn": lambda k: ".attn2." in k}.get(name)
+    if rule:
+        assert all(rule(k) for k in out), [k for k in out if not rule(k)][:3]
+
+
+def test_recipes_are_deterministic_for_a_seed():
+    a, _, _ = run("esd-x")
+    b, _, _ = run("esd-x")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c, _, _ = run("esd-x", seed=1)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_pair_task_runs_both_concepts():
+    out, before, _ = run("uce", target=PAIR)
+    assert any(not torch.equal(out[k], before[k]) for k in out)
+
+
+def test_uce_maps_the_erased_embedding_to_its_guide_output():
+    from memora_bench.unlearning.uce import last_token_embedding
+
+    pipe = tiny_pipeline()
+    function, params_cls = RECIPES["uce"].load()
+    old = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    c = last_token_embedding(pipe, "seven")
+    g = last_token_embedding(pipe, "")
+    lamb = 0.5
+    out = function(pipe, SEVEN, params_cls(lamb=lamb, preserve_scale=0.0))
+    n2 = float(c @ c)
+    for k, w in out.items():
+        v = old[k] @ g  # the guide's output under the original weights
+        # closed form with one erased concept: W'c = (lamb W c + |c|^2 v) / (lamb + |c|^2)
+        expected = (lamb * (old[k] @ c) + n2 * v) / (lamb + n2)
+        assert torch.allclose(w @ c, expected, atol=1e-4 * v.abs().max()), k
+        assert (w @ c - v).norm() < (old[k] @ c - v).norm() * (lamb / (lamb + n2)) * 1.01, k
+
+
+def test_salun_mask_freezes_the_less_salient_half():
+    out, before, _ = run("salun")
+    changed = sum(int((out[k] != before[k]).sum()) for k in out)
+    total = sum(out[k].numel() for k in out)
+    assert 0 < changed <= 0.5 * total + 1
+
+
+def test_advunlearn_edits_only_the_text_encoder():
+    out, before, _ = run("advunlearn")
+    assert out and all("final_layer_norm" not in k for k in out)
+    assert "embeddings.token_embedding.weight" in out
+
+
+def test_word_embedding_forward_equals_the_encoder():
+    pipe = tiny_pipeline()
+    ids = pipe.tokenizer(["a handwritten seven"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    table = pipe.text_encoder.get_input_embeddings()
+    with torch.no_grad():
+        assert torch.equal(encode_word_embeddings(pipe.text_encoder, ids, table(ids)), pipe.text_encoder(ids)[0])
+
+
+def test_fmn_token_positions():
+    from memora_bench.unlearning.fmn import token_positions
+
+    pipe = tiny_pipeline()
+    pos = token_positions(pipe.tokenizer, "a photo of seven", "seven", use_pooler=False)
+    assert pos.tolist()[:6] == [False, False, False, False, True, False]
+    assert token_positions(pipe.tokenizer, "a photo of seven", "seven", use_pooler=True).sum() == 1 + 77 - 5
+    with pytest.raises(ValueError, match="not found"):
+        token_positions(pipe.tokenizer, "a photo of six", "seven", use_pooler=False)
