@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 CONCEPT_KINDS = ("object", "style", "nudity")
-COMPONENTS = ("unet", "text_encoder", "pipeline", "lora")
+COMPONENTS = ("unet", "text_encoder", "pipeline", "lora", "unet-delta8", "text_encoder-delta8")
 SCHEDULERS = ("ddim", "lms")
 PROBES = ("plain", "memora")  # keys of memora_bench.runner.PROBES (a test checks they agree)
 OVERWRITE = ("never", "missing", "always")

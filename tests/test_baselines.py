@@ -23,7 +23,7 @@ TINY = {
 
 def run(name, target=SEVEN, **override):
     pipe = tiny_pipeline()
-    component = pipe.unet if RECIPES[name].component == "unet" else pipe.text_encoder
+    component = pipe.unet if RECIPES[name].component.startswith("unet") else pipe.text_encoder
     before = {k: v.clone() for k, v in component.state_dict().items()}
     function, params_cls = RECIPES[name].load()
     out = function(pipe, target, params_cls(**{**TINY[name], **override}))

@@ -142,3 +142,43 @@ def test_lora_adapter_is_fused(tmp_path, base_dir):
     save_file({"unet.nothing.lora_A.weight": torch.zeros(4, 4)}, str(tmp_path / "empty.safetensors"))
     with pytest.raises(CheckpointError):
         load_submission_pipeline(_submission(tmp_path, "empty.safetensors", "lora"), _base(base_dir))
+
+
+def test_delta8_round_trip_error_is_below_half_a_step():
+    from memora_bench.models import delta
+
+    torch.manual_seed(0)
+    base = {"w": torch.randn(8, 4, 3, 3), "b": torch.randn(8), "s": torch.tensor(2.0)}
+    new = {k: v + 0.01 * torch.randn_like(v) for k, v in base.items()}
+    new["z"] = base["w"].clone()  # a tensor that did not change at all
+    base["z"] = base["w"]
+    decoded = delta.decode(delta.encode(new, base), base, "f")
+    for k in new:
+        change = (new[k] - base[k]).reshape(len(new[k]) if new[k].dim() else 1, -1).abs().amax(1)
+        err = (decoded[k] - new[k]).reshape(change.shape[0], -1).abs().amax(1)
+        assert (err <= change / 254 + 1e-7).all(), k
+    assert torch.equal(decoded["z"], base["z"])
+    assert delta.max_relative_error(new, base) <= 1 / 254 + 1e-6
+
+
+def test_delta8_component_is_applied_and_checked(tmp_path, base_dir):
+    from memora_bench.models import delta
+
+    ref = load_submission_pipeline(Submission("o", "none", (), "", BaseModel(str(base_dir), "l"), (), (), None,
+                                              control=True), _base(base_dir)).unet.state_dict()
+    key = "down_blocks.0.resnets.0.conv1.weight"
+    new = {key: ref[key] + 0.05}
+    save_file(delta.encode(new, ref), str(tmp_path / "d.safetensors"))
+    sd = load_submission_pipeline(_submission(tmp_path, "d.safetensors", "unet-delta8"), _base(base_dir)).unet.state_dict()
+    assert torch.allclose(sd[key], new[key], atol=1e-6)
+    assert all(torch.equal(sd[k], ref[k]) for k in ref if k != key)
+
+    bad = delta.encode(new, ref)
+    bad[key + ".delta_q"] = bad[key + ".delta_q"].float()
+    bad["nope.weight.delta_q"] = torch.zeros(2, dtype=torch.int8)
+    bad["stray"] = torch.zeros(1)
+    save_file(bad, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(CheckpointError) as info:
+        load_submission_pipeline(_submission(tmp_path, "bad.safetensors", "unet-delta8"), _base(base_dir))
+    text = str(info.value)
+    assert "expected torch.int8" in text and "'nope.weight' needs both" in text and "'stray' is neither" in text

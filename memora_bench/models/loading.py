@@ -171,6 +171,11 @@ def load_submission_pipeline(submission: Submission, base: BaseModel):
         _override_module(pipe.unet, read_state_dict(path), str(path))
     elif component == "text_encoder":
         _override_module(pipe.text_encoder, read_state_dict(path), str(path))
+    elif component in ("unet-delta8", "text_encoder-delta8"):
+        from memora_bench.models import delta
+
+        module = pipe.unet if component == "unet-delta8" else pipe.text_encoder
+        _override_module(module, delta.decode(read_state_dict(path), module.state_dict(), str(path)), str(path))
     elif component == "lora":
         apply_lora(pipe, path)
     else:

@@ -41,6 +41,8 @@ def build(recipe_name: str, task_name: str, root: Path, params_override: dict | 
 
     torch.manual_seed(params.seed)
     pipe = load_pipeline("base")
+    module = pipe.text_encoder if recipe.component.startswith("text_encoder") else pipe.unet
+    base_sd = {k: v.clone() for k, v in module.state_dict().items()}
     t0 = time.process_time()
     tensors = function(pipe, target, params)
     cpu = time.process_time() - t0
@@ -49,7 +51,17 @@ def build(recipe_name: str, task_name: str, root: Path, params_override: dict | 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / f"{recipe.component}.safetensors"
     tmp = ckpt.with_suffix(".tmp")
-    save_file({k: v.to(getattr(torch, STORED_DTYPE)).contiguous() for k, v in tensors.items()}, str(tmp))
+    storage_error = None
+    if recipe.component.endswith("-delta8"):
+        from memora_bench.models import delta
+
+        stored = delta.encode(tensors, base_sd)
+        storage_error = delta.max_relative_error(tensors, base_sd)
+        dtype = "int8 delta + float32 row scales"
+    else:
+        stored = {k: v.to(getattr(torch, STORED_DTYPE)).contiguous() for k, v in tensors.items()}
+        dtype = STORED_DTYPE
+    save_file(stored, str(tmp))
     tmp.replace(ckpt)
     record = {
         "recipe": recipe_name,
@@ -63,7 +75,8 @@ def build(recipe_name: str, task_name: str, root: Path, params_override: dict | 
         "component": recipe.component,
         "tensors": len(tensors),
         "parameters": int(sum(v.numel() for v in tensors.values())),
-        "stored_dtype": STORED_DTYPE,
+        "stored_dtype": dtype,
+        "storage_max_error_relative_to_change": storage_error,
         "checkpoint": ckpt.name,
         "sha256": sha256_file(ckpt),
         "bytes": ckpt.stat().st_size,
