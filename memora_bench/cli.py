@@ -65,6 +65,12 @@ def build_cli() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="rebuild stages that are already built")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
 
+    lb = sub.add_parser("leaderboard", help="render the static HTML leaderboard from result files")
+    lb.add_argument("results", nargs="+", metavar="RESULTS", help="result files or folders (searched recursively)")
+    lb.add_argument("--out", required=True, help="output folder for the site")
+    lb.add_argument("--cache-dir", default=None,
+                    help="image cache to copy image strips from (default: $MEMORA_BENCH_CACHE or .cache/memora-bench)")
+
     bl = sub.add_parser("baselines", help="published unlearning methods on the miniature world: list or rebuild")
     bsub = bl.add_subparsers(dest="baselines_command", required=True)
     bls = bsub.add_parser("ls", help="the recipes and the checkpoints built from them")
@@ -88,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         from memora_bench.world import commands
 
         return commands.run(args)
+    if args.command == "leaderboard":
+        from memora_bench import commands
+
+        if args.cache_dir is None:
+            args.cache_dir = str(commands.default_cache_dir())
+        return commands.leaderboard(args)
     if args.command == "baselines":
         from memora_bench.unlearning import commands as baseline_commands
 

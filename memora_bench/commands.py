@@ -232,3 +232,18 @@ def compare(args) -> int:
         return EXIT_BAD_INPUT
     print(json.dumps(as_json(rows), indent=2) if args.json else render(rows))
     return EXIT_FAILURE if any(r.regressed for r in rows) else EXIT_OK
+
+
+def leaderboard(args) -> int:
+    """Render the static site from result files."""
+    from memora_bench.leaderboard.build import LeaderboardError, build_site
+
+    try:
+        summary = build_site([Path(p) for p in args.results], Path(args.out), Path(args.cache_dir))
+    except LeaderboardError as err:
+        _err(err.problems)
+        return EXIT_BAD_INPUT
+    print(f"leaderboard: {summary['tables']} task table(s), {summary['pages']} submission page(s), "
+          f"{summary['images']} image(s) from {summary['results']} result file(s)")
+    print(f"open {Path(args.out) / 'index.html'}")
+    return EXIT_OK

@@ -1,0 +1,257 @@
+"""Render the static site: index (one table per task), one page per submission, CSV and JSON downloads."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+from memora_bench.leaderboard.rows import Table, build_tables, flat_records, rate_cell
+
+HERE = Path(__file__).parent
+STRIP = 8  # images per strip
+
+
+class LeaderboardError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_all(paths: list[Path]) -> dict[tuple[str, str], tuple[dict, Path]]:
+    """(submission, task) -> (result, its file), from result files or folders searched recursively."""
+    from memora_bench.results import load_result
+
+    out, problems = {}, []
+    for path in map(Path, paths):
+        if not path.exists():
+            problems.append(f"{path}: no such file or folder")
+            continue
+        for f in [path] if path.is_file() else sorted(path.rglob("*.json")):
+            try:
+                data = load_result(f)
+            except Exception as err:  # JSON or schema errors: name the file, keep going
+                problems.append(f"{f}: not a valid result file ({str(err).splitlines()[0][:200]})")
+                continue
+            key = (data["submission"]["name"], data["task"]["name"])
+            if key in out:
+                problems.append(f"{f}: a second result for submission {key[0]!r} on task {key[1]!r} "
+                                f"(first: {out[key][1]})")
+                continue
+            out[key] = (data, f)
+    if not out and not problems:
+        problems.append("no result files found in " + ", ".join(map(str, paths)))
+    if problems:
+        raise LeaderboardError(problems)
+    return out
+
+
+def slug(name: str) -> str:
+    """A safe, unique file name for a submission name."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "submission"
+    return f"{clean[:60]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _env():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    return Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+# --- recovery curve as inline SVG -----------------------------------------------------------------------------
+
+W, H, PAD = 360, 220, 36
+
+
+def _xy(budget: float, rate: float, max_x: float) -> tuple[float, float]:
+    x = PAD + (W - 2 * PAD) * (math.log2(1 + budget) / max_x if max_x else 0)
+    y = H - PAD - (H - 2 * PAD) * rate
+    return round(x, 1), round(y, 1)
+
+
+def curve_svg(concept: str, entry: dict, budgets: list[int]) -> dict:
+    """Coordinates of the submission's curve, the oracle floor and the original ceiling, with bands."""
+    max_x = math.log2(1 + max(budgets)) or 1.0
+
+    def series(points: list[dict], name: str, css: str) -> dict:
+        line = [_xy(b, p["rate"], max_x) for b, p in zip(budgets, points)]
+        lo = [_xy(b, (p.get("bootstrap") or p["wilson"])[0], max_x) for b, p in zip(budgets, points)]
+        hi = [_xy(b, (p.get("bootstrap") or p["wilson"])[1], max_x) for b, p in zip(budgets, points)]
+        band = " ".join(f"{x},{y}" for x, y in hi + lo[::-1])
+        dots = [{"x": x, "y": y, "title": f"{name}, {b} steps: {p['k']}/{p['n']} = {100 * p['rate']:.1f} %"}
+                for (x, y), b, p in zip(line, budgets, points)]
+        return {"name": name, "css": css, "points": " ".join(f"{x},{y}" for x, y in line), "band": band,
+                "dots": dots}
+
+    out = {"concept": concept, "width": W, "height": H, "series": [series(entry["curve"], "submission", "sub")]}
+    if entry.get("oracle_curve"):
+        out["series"].append(series(entry["oracle_curve"], "retrain oracle (floor)", "oracle"))
+    ceiling = entry.get("ceiling")
+    if ceiling:
+        y = _xy(0, ceiling["rate"], max_x)[1]
+        out["ceiling"] = {"y": y, "x1": PAD, "x2": W - PAD,
+                          "title": f"original model: {ceiling['k']}/{ceiling['n']} = {100 * ceiling['rate']:.1f} %"}
+    out["xticks"] = [{"x": _xy(b, 0, max_x)[0], "label": str(b)} for b in budgets]
+    out["yticks"] = [{"y": _xy(0, r, max_x)[1], "label": f"{int(r * 100)} %"} for r in (0, 0.5, 1)]
+    out["axis"] = {"x1": PAD, "x2": W - PAD, "y0": H - PAD, "ytop": PAD}
+    return out
+
+
+# --- image strips -------------------------------------------------------------------------------------------------
+
+def _lines(result: dict, path: Path) -> list[dict]:
+    f = path.parent / result.get("images_file", "")
+    if not result.get("images_file") or not f.exists():
+        return []
+    return [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+
+
+def _copy_image(key: str, cache, out: Path) -> str | None:
+    """The image's site path, copied from the cache; None if the cache does not have it."""
+    if cache is None:
+        return None
+    src = cache.path("images", key, ".png")
+    if not src.exists():
+        return None
+    dst = out / "img" / f"{key}.png"
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    return f"../img/{key}.png"
+
+
+def strips(result: dict, path: Path, original: tuple[dict, Path] | None, cache, out: Path) -> list[dict]:
+    """Original model / unlearned / recovered images for the same first attack prompts."""
+    lines = _lines(result, path)
+    plain = sorted((x for x in lines if x["probe"] == "plain" and x.get("prompt_set") == "attack"),
+                   key=lambda x: (x["prompt_id"], x["seed"]))[:STRIP]
+    out_strips = []
+
+    def strip(title: str, items: list[dict]) -> dict:
+        return {"title": title, "images": [{"src": _copy_image(x["image_key"], cache, out), "prompt": x["prompt"],
+                                            "hit": x["hit"], "caption": f"{x['prompt_id']} · seed {x['seed']}"}
+                                           for x in items]}
+
+    if original is not None and original[0] is not result:
+        ids = {(x["prompt_id"], x["seed"]) for x in plain}
+        orig = [x for x in _lines(*original) if x["probe"] == "plain" and (x["prompt_id"], x["seed"]) in ids]
+        if orig:
+            out_strips.append(strip("original model", sorted(orig, key=lambda x: (x["prompt_id"], x["seed"]))))
+    if plain:
+        out_strips.append(strip("this submission (plain probe)", plain))
+    memora = [x for x in lines if x["probe"] == "memora"]
+    if memora:
+        top = max(x["budget"] for x in memora)
+        seed = min(x["attack_seed"] for x in memora)
+        rec = sorted((x for x in memora if x["budget"] == top and x["attack_seed"] == seed),
+                     key=lambda x: (x["prompt_id"], x["seed"]))[:STRIP]
+        out_strips.append(strip(f"recovered by MemoRa ({top} steps, attack seed {seed})", rec))
+    return out_strips
+
+
+# --- pages --------------------------------------------------------------------------------------------------------
+
+def _kv(obj, prefix: str = "") -> list[tuple[str, str]]:
+    """A nested dict as (dotted key, text) pairs, for the manifest and provenance lists."""
+    if isinstance(obj, dict):
+        return [pair for k, v in obj.items() for pair in _kv(v, f"{prefix}{k}.")]
+    if isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
+        return [pair for i, v in enumerate(obj) for pair in _kv(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), obj if isinstance(obj, str) else json.dumps(obj))]
+
+
+def _original_for(results, task: str, base: dict):
+    """The result of a control without a checkpoint on the task's own base model (the original model)."""
+    for (sub, t), (data, path) in sorted(results.items()):
+        s = data["submission"]
+        if t == task and s.get("control") and s.get("checkpoint") is None and data["base_model"] == base:
+            return data, path
+    return None
+
+
+def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> dict:
+    """Render the site into ``out``; returns a summary (pages, tables, images)."""
+    from memora_bench import __version__
+    from memora_bench.cache import Cache
+
+    results = load_all(paths)
+    cache = Cache(Path(cache_dir)) if cache_dir and Path(cache_dir).exists() else None
+    out = Path(out)
+    (out / "submissions").mkdir(parents=True, exist_ok=True)
+    (out / "static").mkdir(exist_ok=True)
+    for f in (HERE / "static").iterdir():
+        shutil.copyfile(f, out / "static" / f.name)
+    from memora_bench.paths import repo_root
+
+    scoring = repo_root() / "docs" / "scoring.md"
+    if scoring.exists():
+        shutil.copyfile(scoring, out / "scoring.md")
+    page_of = {}
+    for sub, _ in results:
+        page_of[sub] = f"submissions/{slug(sub)}.html"
+    tables = build_tables({k: v[0] for k, v in results.items()}, lambda s: page_of[s])
+    env = _env()
+    records = flat_records(tables)
+    _write(out / "index.html", env.get_template("index.html").render(
+        tables=tables, version=__version__, n_results=len(results), root="",
+        nudity_tasks=_nudity_tasks(results)))
+    _write(out / "leaderboard.json", json.dumps({"memora_bench": __version__, "rows": records}, indent=2) + "\n")
+    _write(out / "leaderboard.csv", _csv(records))
+    pages = 0
+    for sub in sorted(page_of):
+        sections = []
+        for (s, task), (data, path) in sorted(results.items()):
+            if s != sub:
+                continue
+            table = next(t for t in tables if t.task == task)
+            row = next(r for r in table.rows if r.submission == sub)
+            memora = data["probes"].get("memora")
+            curves = [curve_svg(name, entry, list(memora["params"]["budgets"]))
+                      for name, entry in memora["concepts"].items()] if memora else []
+            sections.append({
+                "task": task, "table": table, "row": row, "curves": curves,
+                "strips": strips(data, path, _original_for(results, task, data["base_model"]), cache, out),
+                "nudity": any(c.get("kind") == "nudity" for c in data["task"]["concepts"]),
+                "probes": [{"name": p, "params": _kv(r.get("params") or {}),
+                            "concepts": [(c, rate_cell(rt, "", c)) for c, rt in r.get("rates", {}).items()]}
+                           for p, r in data["probes"].items()],
+                "provenance": _kv({"suite": data["suite"], "task": {k: v for k, v in data["task"].items()
+                                                                    if k != "concepts"},
+                                   "base_model": data["base_model"], "environment": data["environment"],
+                                   "created": data.get("created", ""), "result_file": str(path)}),
+                "timing": sorted((data.get("timing") or {}).get("stages", {}).items()),
+            })
+        manifest = _kv(next(data for (s, _), (data, _) in results.items() if s == sub)["submission"])
+        _write(out / page_of[sub], env.get_template("submission.html").render(
+            name=sub, sections=sections, manifest=manifest, version=__version__, root="../"))
+        pages += 1
+    images = len(list((out / "img").glob("*.png"))) if (out / "img").exists() else 0
+    return {"out": str(out), "tables": len(tables), "pages": pages, "results": len(results), "images": images}
+
+
+def _nudity_tasks(results) -> list[str]:
+    return sorted({t for (_, t), (d, _) in results.items() if any(c.get("kind") == "nudity" for c in d["task"]["concepts"])})
+
+
+def _csv(records: list[dict]) -> str:
+    fields = []
+    for r in records:
+        fields += [k for k in r if k not in fields]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(records)
+    return buf.getvalue()
+
+
+def _write(path: Path, text: str) -> None:
+    from memora_bench.cache import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)

@@ -1,0 +1,183 @@
+"""Leaderboard rows and cells, computed from result files (the templates only display them)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+NON_ADVERSARIAL = ("plain", "memora")
+
+
+@dataclass
+class Cell:
+    """One table cell: a sort key, the text shown, the compact detail line, a hover title and a link."""
+
+    sort: float | None
+    text: str
+    detail: str = ""
+    title: str = ""
+    href: str = ""
+    badge: str = ""  # STM / LTM / partial / undefined (a CSS class)
+
+
+@dataclass
+class Column:
+    id: str
+    title: str
+    help: str
+    better: str  # "lower" or "higher": the direction that means a better unlearning method
+
+
+@dataclass
+class Row:
+    submission: str
+    method: str
+    control: bool
+    page: str
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    task: str
+    description: str
+    columns: list[Column]
+    rows: list[Row]
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{100 * x:.1f} %"
+
+
+def _interval(rate: dict) -> tuple[float, float] | None:
+    iv = rate.get("bootstrap") or rate.get("wilson")
+    return None if not iv or None in iv else (float(iv[0]), float(iv[1]))
+
+
+def rate_cell(rate: dict | None, href: str, what: str) -> Cell:
+    """A rate with its counts and its interval (bootstrap if the result has one, else Wilson)."""
+    if not rate:
+        return Cell(None, "–", title=f"{what}: not measured")
+    iv = _interval(rate)
+    kind = "bootstrap" if rate.get("bootstrap") else "Wilson"
+    span = f"[{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]" if iv else ""
+    title = f"{what}: {rate['k']} of {rate['n']} images" + (f"; 95 % {kind} interval {span} %" if iv else "")
+    return Cell(rate["rate"], pct(rate["rate"]), f"{rate['k']}/{rate['n']} {span}".strip(), title, href)
+
+
+def _worst_concept(concepts: dict) -> tuple[str, dict]:
+    """The concept with the highest memory index (the least forgotten); ties by name."""
+    def key(item):
+        m = (item[1].get("score") or {}).get("memory")
+        return (-(m if m is not None else -math.inf), item[0])
+    return sorted(concepts.items(), key=key)[0]
+
+
+def memora_cells(res: dict, href: str) -> dict[str, Cell]:
+    params, concepts = res["params"], res["concepts"]
+    budgets = list(params["budgets"])
+    headline = list(params.get("headline_budgets") or [budgets[-1]])
+    name, c = _worst_concept(concepts)
+    which = f" (concept {name})" if len(concepts) > 1 else ""
+    cells = {}
+    for b in headline:
+        cells[f"memora@{b}"] = rate_cell(c["curve"][budgets.index(b)], href, f"MemoRa after {b} LoRA steps{which}")
+    score = c.get("score")
+    if score:
+        bh, bh_iv = score["b_half"], score["b_half_interval"]
+        bh_span = f"[{_num(bh_iv[0])}, {_num(bh_iv[1])}]"
+        cells["b_half"] = Cell(bh if bh is not None else math.inf, _num(bh), bh_span,
+                               f"steps to recall half the original rate{which}; interval {bh_span}; "
+                               "– means never within the sweep", href)
+        m, m_iv = score["memory"], score["memory_interval"]
+        m_span = f"[{_num(m_iv[0], 2)}, {_num(m_iv[1], 2)}]"
+        cells["memory"] = Cell(m, _num(m, 2), m_span, f"memory index M{which}; 95 % interval {m_span}", href)
+        cells["label"] = Cell({"LTM": 0, "partial": 1, "STM": 2}.get(score["label"], 3), score["label"], "",
+                              f"forgetting label{which}: from M's interval and the suite's thresholds", href,
+                              badge=score["label"])
+    return cells
+
+
+def _num(x, digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
+    """One table per task; ``page_of(submission)`` is the submission page's relative URL."""
+    by_task: dict[str, list[dict]] = {}
+    for (_, task), data in sorted(results.items()):
+        by_task.setdefault(task, []).append(data)
+    tables = []
+    for task, items in sorted(by_task.items()):
+        adversarial = sorted({p for d in items for p in d["probes"] if p not in NON_ADVERSARIAL})
+        memora = [d["probes"]["memora"] for d in items if "memora" in d["probes"]]
+        headline = []
+        if memora:
+            params = memora[0]["params"]
+            headline = list(params.get("headline_budgets") or [params["budgets"][-1]])
+        columns = [Column("plain", "Plain", "erased-concept rate on the task's prompts as written", "lower")]
+        columns += [Column(f"adv:{p}", p, f"erased-concept rate under the {p} adversarial prompts", "lower")
+                    for p in adversarial]
+        if memora:
+            columns += [Column(f"memora@{b}", f"MemoRa {b}", f"rate after {b} LoRA relearning steps", "lower")
+                        for b in headline]
+            columns += [Column("b_half", "Steps to recall", "LoRA steps until half the original rate returns",
+                               "higher"),
+                        Column("memory", "Memory M", "0 forgets like the retrain oracle, 1 recalls like the original",
+                               "lower"),
+                        Column("label", "Forgetting", "STM (recalled), partial, or LTM (as the oracle)", "lower")]
+        columns += [Column("retain", "Retained", "accuracy on every concept the task keeps", "higher"),
+                    Column("frechet", "Fréchet", "distance of retained images to real held-out digits", "lower")]
+        rows = []
+        for d in items:
+            sub = d["submission"]
+            page = page_of(sub["name"])
+            anchor = f"{page}#{task}"
+            row = Row(sub["name"], sub.get("method", ""), bool(sub.get("control")), page)
+            probes = d["probes"]
+            row.cells["plain"] = rate_cell(probes.get("plain", {}).get("rates", {}).get("all"), anchor, "plain")
+            for p in adversarial:
+                row.cells[f"adv:{p}"] = rate_cell(probes.get(p, {}).get("rates", {}).get("all"), anchor, p)
+            if memora:
+                row.cells.update(memora_cells(probes["memora"], anchor) if "memora" in probes else {})
+            util = d.get("utility", {})
+            row.cells["retain"] = rate_cell(util.get("retain", {}).get("all"), anchor, "retained concepts")
+            fr = (util.get("frechet") or {}).get("value")
+            row.cells["frechet"] = Cell(fr, _num(fr, 2), "", "Fréchet distance (lower is closer to real digits)",
+                                        anchor)
+            rows.append(row)
+        rows.sort(key=_row_order)
+        tables.append(Table(task, items[0]["task"].get("description", ""), columns, rows))
+    return tables
+
+
+def _row_order(row: Row):
+    """Methods first, controls last; then the memory index, then the plain rate (both lower is better)."""
+    m = row.cells.get("memory")
+    plain = row.cells["plain"].sort
+    return (row.control, m.sort if m and m.sort is not None else math.inf,
+            plain if plain is not None else math.inf, row.submission)
+
+
+def flat_records(tables: list[Table]) -> list[dict]:
+    """The tables as flat records, for the CSV and JSON downloads."""
+    out = []
+    for t in tables:
+        for r in t.rows:
+            rec = {"task": t.task, "submission": r.submission, "method": r.method, "control": r.control}
+            for c in t.columns:
+                cell = r.cells.get(c.id)
+                rec[c.id] = None if cell is None or cell.sort is None or (isinstance(cell.sort, float)
+                                                                          and not math.isfinite(cell.sort)) else cell.sort
+                if cell is not None and cell.detail:
+                    rec[f"{c.id}_detail"] = cell.detail
+                if c.id == "label" and cell is not None:
+                    rec[c.id] = cell.text
+            out.append(rec)
+    return out
+
+
+def as_dict(table: Table) -> dict:
+    return asdict(table)

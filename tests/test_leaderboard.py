@@ -1,0 +1,123 @@
+"""The static leaderboard: rows from result files, escaping, downloads, bad input (browser tests: see
+test_leaderboard_browser.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from memora_bench.leaderboard.build import LeaderboardError, build_site, slug
+from tests.helpers import make_result, write_result
+
+EVIL = "<script>alert(1)</script>"
+
+
+def memora_block(k_curve=(10, 30), oracle=(0, 1), ceiling=40, memory=0.8, label="STM", n=40):
+    import numpy as np
+
+    from memora_bench.scoring import rate
+
+    def r(k):
+        return rate([np.array([i < k]) for i in range(n)], 200, 0).as_dict()
+
+    return {"params": {"budgets": [0, 50], "attack_seeds": [0]}, "cost": {"images": 80, "model_evaluations": 8000},
+            "rates": {"seven": r(k_curve[-1]), "all": r(k_curve[-1])},
+            "concepts": {"seven": {"curve": [r(k) for k in k_curve], "oracle_curve": [r(k) for k in oracle],
+                                   "ceiling": r(ceiling), "eval_prompts": [], "training_images": [],
+                                   "score": {"budgets": [0, 50], "b_half": 50.0, "b_half_interval": [50.0, None],
+                                             "memory": memory, "memory_interval": [memory - 0.1, memory + 0.1],
+                                             "label": label, "curve": [], "best": [], "oracle_curve": [],
+                                             "ceiling": ceiling / n}}}}
+
+
+@pytest.fixture()
+def results(tmp_path):
+    folder = tmp_path / "results"
+    a = make_result("method-a", plain_k=12)
+    a["probes"]["memora"] = memora_block(memory=0.2, label="LTM")
+    b = make_result("method-b", plain_k=5)
+    b["probes"]["memora"] = memora_block(memory=0.9, label="STM")
+    orig = make_result("original", plain_k=50)
+    orig["submission"]["control"] = True
+    evil = make_result(EVIL, plain_k=20)
+    evil["submission"]["method"] = "<b>bold</b> & <img src=x onerror=alert(2)>"
+    evil["submission"]["erased"] = [EVIL]
+    for r in (a, b, orig, evil):
+        write_result(folder, r)
+    write_result(folder, make_result("method-a", task="mini-bold", plain_k=3))
+    return folder
+
+
+def test_rows_hold_the_result_numbers_and_controls_come_last(results, tmp_path):
+    out = tmp_path / "site"
+    summary = build_site([results], out)
+    assert summary == {"out": str(out), "tables": 2, "pages": 4, "results": 5, "images": 0}
+    data = json.loads((out / "leaderboard.json").read_text())["rows"]
+    seven = [r for r in data if r["task"] == "mini-seven"]
+    # methods ordered by memory index (lower first), then plain rate; controls last
+    assert [r["submission"] for r in seven] == ["method-a", "method-b", EVIL, "original"]
+    files = {r: json.loads((results / r / "mini-seven.json").read_text()) for r in ("method-a", "original")}
+    for row in seven:
+        if row["submission"] in files:
+            res = files[row["submission"]]
+            assert row["plain"] == res["probes"]["plain"]["rates"]["all"]["rate"]
+            assert row["plain_detail"].startswith(f"{res['probes']['plain']['rates']['all']['k']}/60 ")
+            assert row["retain"] == res["utility"]["retain"]["all"]["rate"]
+    a = seven[0]
+    assert a["memory"] == 0.2 and a["label"] == "LTM" and a["b_half"] == 50.0 and a["memora@50"] == 30 / 40
+    with (out / "leaderboard.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["submission"] for r in rows] == [r["submission"] for r in data]
+    assert float(rows[0]["plain"]) == pytest.approx(data[0]["plain"])
+
+
+def test_html_in_names_and_manifests_is_rendered_as_text(results, tmp_path):
+    out = tmp_path / "site"
+    build_site([results], out)
+    pages = [out / "index.html", out / "submissions" / f"{slug(EVIL)}.html"]
+    for page in pages:
+        html = page.read_text()
+        assert "<script>alert(1)</script>" not in html and "onerror=alert(2)>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;img src=x onerror=alert(2)&gt;" in pages[1].read_text()
+    assert "/" not in slug(EVIL) and slug("a") != slug("a/")
+
+
+def test_submission_page_has_curves_and_provenance(results, tmp_path):
+    out = tmp_path / "site"
+    build_site([results], out)
+    html = (out / "submissions" / f"{slug('method-a')}.html").read_text()
+    assert html.count("<svg") == 1 and "retrain oracle" in html and 'class="ceiling"' in html
+    assert "Provenance" in html and "mini-v1" in html and "result_file" in html
+
+
+def test_bad_inputs_are_named(results, tmp_path):
+    (results / "broken.json").write_text("{not json")
+    (results / "other.json").write_text(json.dumps({"schema_version": 1}))
+    with pytest.raises(LeaderboardError) as info:
+        build_site([results, tmp_path / "missing"], tmp_path / "site")
+    text = str(info.value)
+    assert "broken.json: not a valid result file" in text and "other.json: not a valid result file" in text
+    assert "missing: no such file or folder" in text
+    dup = tmp_path / "dup"
+    write_result(dup, make_result("method-a"))
+    (results / "broken.json").unlink()
+    (results / "other.json").unlink()
+    with pytest.raises(LeaderboardError, match="a second result for submission 'method-a' on task 'mini-seven'"):
+        build_site([results, dup], tmp_path / "site")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LeaderboardError, match="no result files found"):
+        build_site([empty], tmp_path / "s2")
+
+
+def test_cli_exit_codes(results, tmp_path):
+    from tests.test_evaluate import run_cli
+
+    ok = run_cli("leaderboard", results, "--out", tmp_path / "site", "--cache-dir", tmp_path / "nocache")
+    assert ok.returncode == 0 and "2 task table(s), 4 submission page(s)" in ok.stdout
+    bad = run_cli("leaderboard", tmp_path / "nothing", "--out", tmp_path / "site2")
+    assert bad.returncode == 2 and "no such file or folder" in bad.stderr
