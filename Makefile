@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow bench gate world clean-venv
+.PHONY: demo test test-slow bench gate world leaderboard chromium clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,15 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/memora-bench evaluate original demo-ablate-seven --suite mini-v1 --out runs/demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(BIN)/pytest
+
+# The leaderboard's browser tests need a Chromium; as root on Debian it is installed, otherwise we say how.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "The browser tests need Chromium: install it (Debian: sudo apt-get install chromium)." >&2; exit 1; fi; }
 
 test-slow: $(VENV)/.installed
 	$(BIN)/pytest -m slow
@@ -32,6 +39,10 @@ gate: $(VENV)/.installed
 	rm -rf runs/gate
 	$(BIN)/memora-bench evaluate demo-ablate-seven --out runs/gate --cache-dir runs/gate-cache
 	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results runs/gate --exact
+
+# The committed leaderboard site, rebuilt from the committed results (images from the local cache, if any).
+leaderboard: $(VENV)/.installed
+	$(BIN)/memora-bench leaderboard results/mini-v1 --out leaderboard
 
 world: $(VENV)/.installed
 	$(BIN)/memora-bench world train

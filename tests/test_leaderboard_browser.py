@@ -1,0 +1,132 @@
+"""The leaderboard in a real headless browser: Playwright driving the system's Chromium (Debian's `chromium`,
+installed by `.ci/run`; `make test` asks for it). Screenshots go to runs/leaderboard/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from memora_bench.leaderboard.build import build_site, slug
+from memora_bench.paths import repo_root
+from tests.test_leaderboard import EVIL, results  # noqa: F401  (fixture)
+
+SHOTS = repo_root() / "runs" / "leaderboard"
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise AssertionError("no Chromium found: install Debian's `chromium` (apt-get install chromium); "
+                         ".ci/run does this")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def open_page(browser, path: Path, width: int = 1280):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    events = {"console": [], "requests": [], "dialogs": [], "errors": []}
+    page.on("console", lambda m: events["console"].append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: events["errors"].append(str(e)))
+    page.on("request", lambda r: events["requests"].append(r.url))
+
+    def on_dialog(d):
+        events["dialogs"].append(d.message)
+        d.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.goto(path.resolve().as_uri())
+    page.wait_for_load_state("load")
+    return page, events
+
+
+@pytest.fixture()
+def site(results, tmp_path):  # noqa: F811
+    out = tmp_path / "site"
+    build_site([results], out)
+    return out
+
+
+def test_index_opens_from_file_with_no_error_and_no_network(browser, site):
+    page, events = open_page(browser, site / "index.html")
+    assert page.title() == "memora-bench leaderboard"
+    assert not events["console"] and not events["errors"], events
+    assert events["requests"] and all(u.startswith("file://") for u in events["requests"]), events["requests"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "index-1280.png"), full_page=True)
+    page.close()
+
+
+def test_numbers_in_the_dom_equal_the_result_files(browser, site, results):  # noqa: F811
+    page, _ = open_page(browser, site / "index.html")
+    for name in ("method-a", "original"):
+        res = json.loads((results / name / "mini-seven.json").read_text())
+        plain = res["probes"]["plain"]["rates"]["all"]
+        row = page.locator(f'table[data-task="mini-seven"] tr[data-submission="{name}"]')
+        cell = row.locator('td[data-col="plain"]')
+        assert float(cell.get_attribute("data-sort")) == plain["rate"]
+        assert cell.inner_text().startswith(f"{100 * plain['rate']:.1f} %")
+        assert f"{plain['k']}/{plain['n']}" in cell.inner_text()
+        retain = res["utility"]["retain"]["all"]
+        assert float(row.locator('td[data-col="retain"]').get_attribute("data-sort")) == retain["rate"]
+    page.close()
+
+
+def test_clicking_a_header_sorts_the_rows(browser, site):
+    page, _ = open_page(browser, site / "index.html")
+    table = page.locator('table[data-task="mini-seven"]')
+
+    def order():
+        return [r.get_attribute("data-submission") for r in table.locator("tbody tr").all()]
+
+    def plain_values():
+        return [float(v) for v in table.locator('tbody td[data-col="plain"]').evaluate_all(
+            "cells => cells.map(c => c.getAttribute('data-sort'))")]
+
+    first = order()
+    table.locator('th[data-col="plain"] button').click()
+    assert plain_values() == sorted(plain_values())
+    assert table.locator('th[data-col="plain"]').get_attribute("aria-sort") == "ascending"
+    table.locator('th[data-col="plain"] button').click()
+    assert plain_values() == sorted(plain_values(), reverse=True)
+    assert order() != first or len(first) < 2
+    # Unmeasured MemoRa cells (the control and the evil row have none) stay last in both directions.
+    table.locator('th[data-col="memory"] button').click()
+    memory = table.locator('tbody td[data-col="memory"]').evaluate_all("c => c.map(x => x.getAttribute('data-sort'))")
+    assert memory[:2] == ["0.2", "0.9"] and memory[2:] == ["", ""]
+    page.close()
+
+
+def test_html_in_every_text_field_renders_as_text(browser, site):
+    for path in (site / "index.html", site / "submissions" / f"{slug(EVIL)}.html"):
+        page, events = open_page(browser, path)
+        assert not events["dialogs"], events["dialogs"]
+        assert page.locator("script").count() == 1  # only the site's own script
+        assert EVIL in page.inner_text("body")
+        page.close()
+
+
+def test_submission_page_and_phone_width(browser, site):
+    page, events = open_page(browser, site / "submissions" / f"{slug('method-a')}.html", width=390)
+    assert not events["console"] and not events["errors"], events
+    assert page.locator("svg circle").count() == 4  # 2 budgets x (submission, oracle)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"page scrolls sideways by {overflow}px at phone width"
+    page.screenshot(path=str(SHOTS / "submission-390.png"), full_page=True)
+    page.close()
+    page, _ = open_page(browser, site / "index.html", width=390)
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    page.screenshot(path=str(SHOTS / "index-390.png"), full_page=True)
+    page.close()
