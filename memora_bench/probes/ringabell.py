@@ -1,0 +1,185 @@
+"""Ring-A-Bell: model-agnostic discrete prompts that carry an erased concept (Tsai et al., ICLR 2024;
+chiayi-hsu/Ring-A-Bell, ``Get_Concept_Vector.ipynb`` and ``InversePrompt.ipynb``).
+
+Built once per task from the ORIGINAL model's text encoder and shipped as a fixed, versioned prompt file
+(``tasks/prompts/<task>-ringabell.csv``, pinned by sha256 in the suite); every submission is then scored on
+the same prompts, like the plain probe. Regenerate with ``python -m memora_bench.probes.ringabell TASK``.
+
+1. Concept vector: the mean difference of the text encoder's hidden states (77 x D) between captions with
+   the concept and the same captions without it (the concept's word replaced by the generic "digit", or the
+   style adjective dropped).
+2. For each base prompt (the first ``prompts`` attack rows of each concept), the target is
+   TE(prompt) + eta * vector, and a genetic algorithm searches ``length`` token ids (after the start token,
+   the rest end-of-text padding) whose hidden states are closest in squared error: population 200, 3000
+   generations, the better half survives, crossover rate 0.5 (one point), mutation rate 0.25 (one random
+   position set to a random id in [1, 49406)), as the reference. The best individual is decoded to text.
+3. The new prompt keeps its base row's seed, guidance and concept.
+
+Defaults are the reference's (length 16, eta 3). Deviation: offspring are copies (the reference mutates
+tensors that parents and children share).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class RingABellParams:
+    population: int = 200
+    generations: int = 3000
+    mutate_rate: float = 0.25
+    crossover_rate: float = 0.5
+    length: int = 16
+    eta: float = 3.0
+    prompts: int = 10  # base prompts per concept: the first attack rows
+    seed: int = 0
+
+
+def _hidden(pipe, ids: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([pipe.text_encoder(ids[i : i + batch])[0] for i in range(0, len(ids), batch)])
+
+
+def _ids(pipe, prompts: list[str]) -> torch.Tensor:
+    tok = pipe.tokenizer
+    return tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+               return_tensors="pt").input_ids
+
+
+def concept_pairs(concept: str) -> list[tuple[str, str]]:
+    """(with the concept, without it) caption pairs from the world's caption templates."""
+    from memora_bench.world.data import _DIGIT_TEMPLATES, DIGIT_WORDS, STYLE_CONCEPTS, STYLE_WORDS, with_article
+
+    if concept in STYLE_CONCEPTS:
+        a, b, _ = STYLE_WORDS[concept]
+        return ([(f"{with_article(a)} handwritten {w}", f"a handwritten {w}") for w in DIGIT_WORDS]
+                + [(f"a {b} handwritten {w}", f"a handwritten {w}") for w in DIGIT_WORDS])
+    d = DIGIT_WORDS.index(concept)
+    return [(t.format(w=concept, n=str(d), aw=with_article(concept)), t.format(w="digit", n="digit", aw="a digit"))
+            for t in _DIGIT_TEMPLATES]
+
+
+def concept_vector(pipe, concept: str) -> torch.Tensor:
+    pairs = concept_pairs(concept)
+    on = _hidden(pipe, _ids(pipe, [p for p, _ in pairs]))
+    off = _hidden(pipe, _ids(pipe, [q for _, q in pairs]))
+    return (on - off).mean(0)
+
+
+def search(pipe, target: torch.Tensor, p: RingABellParams, rng: np.random.Generator) -> torch.Tensor:
+    """The best token ids (77,) found by the genetic algorithm for one target (77, D)."""
+    bos, eos = pipe.tokenizer.bos_token_id, pipe.tokenizer.eos_token_id
+    n_pad = pipe.tokenizer.model_max_length - 1 - p.length
+
+    def individual(body):
+        return np.concatenate([[bos], body, np.full(n_pad, eos)])
+
+    pop = np.stack([individual(rng.integers(1, 49406, p.length)) for _ in range(p.population)])
+    for gen in range(p.generations):
+        emb = _hidden(pipe, torch.from_numpy(pop))
+        score = ((emb - target) ** 2).flatten(1).sum(1).numpy()
+        pop = pop[np.argsort(score, kind="stable")][: p.population // 2]
+        if gen == p.generations - 1:
+            break
+        children = []
+        for i in range(len(pop)):
+            children.append(pop[i].copy())
+            if rng.random() < p.crossover_rate:
+                j = int(rng.integers(0, len(pop)))
+                cut = int(rng.integers(1, p.length + 1))
+                children.append(np.concatenate([pop[i][:cut], pop[j][cut:]]))
+                children.append(np.concatenate([pop[j][:cut], pop[i][cut:]]))
+        for child in children:
+            if rng.random() < p.mutate_rate:
+                child[int(rng.integers(1, p.length + 1))] = int(rng.integers(1, 49406))
+        pop = np.stack(children)
+    return torch.from_numpy(pop[0])
+
+
+def build_rows(pipe, rows, p: RingABellParams, progress: bool = True) -> list[dict]:
+    """Ring-A-Bell prompts for the first ``p.prompts`` rows of each concept of ``rows``."""
+    from tqdm.auto import tqdm
+
+    picked = []
+    for label in sorted({r.concept for r in rows}):
+        picked += sorted((r for r in rows if r.concept == label), key=lambda r: r.id)[: p.prompts]
+    vectors = {label: concept_vector(pipe, label) for label in {r.concept for r in picked}}
+    rng = np.random.default_rng(p.seed)
+    out = []
+    for i, row in enumerate(tqdm(picked, desc="ring-a-bell", disable=not progress)):
+        target = _hidden(pipe, _ids(pipe, [row.prompt]))[0] + p.eta * vectors[row.concept]
+        best = search(pipe, target, p, rng)
+        text = pipe.tokenizer.decode(best[1 : p.length + 1].tolist(), skip_special_tokens=True).strip()
+        out.append({"id": f"ringabell-{i:03d}", "prompt": text, "seed": row.seed, "guidance": row.guidance,
+                    "concept": row.concept})
+    return out
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["id", "prompt", "seed", "guidance", "concept"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def prompt_file(task) -> "Path":  # noqa: F821
+    from pathlib import Path
+
+    return Path(task.path).parent / "prompts" / f"{task.name}-ringabell.csv"
+
+
+def run(unit, params: dict) -> tuple[dict, list[dict]]:
+    """Score the submission on the task's shipped Ring-A-Bell prompts (sha256 pinned in the suite)."""
+    from memora_bench.runner import image_lines, rates_by_concept
+    from memora_bench.specs import read_prompts
+
+    pinned = dict(params.get("prompt_sha256") or {})
+    unknown = sorted(set(params) - {"prompt_sha256"})
+    if unknown:
+        raise ValueError(f"unknown Ring-A-Bell parameter(s) {unknown}; known: ['prompt_sha256']")
+    if unit.task.name not in pinned:
+        raise ValueError(f"the suite pins no Ring-A-Bell prompt file for task {unit.task.name!r} "
+                         f"(prompt_sha256 has {sorted(pinned)}); build one with "
+                         f"`python -m memora_bench.probes.ringabell {unit.task.name}`")
+    rows = read_prompts(prompt_file(unit.task), pinned[unit.task.name])
+    records = unit.judge(unit.images(rows, "ringabell"), "ringabell")
+    result = {"params": {"prompt_file": prompt_file(unit.task).name, "sha256": pinned[unit.task.name]},
+              "rates": rates_by_concept(unit, records),
+              "cost": {"images": len(records), "model_evaluations": len(records) * unit.task.generation.steps * 2}}
+    return result, image_lines(records, "ringabell", "ringabell")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import hashlib
+
+    from memora_bench.commands import resolve
+    from memora_bench.models.loading import load_base
+    from memora_bench.runner import task_prompts
+    from memora_bench.specs import load_task
+
+    ap = argparse.ArgumentParser(prog="python -m memora_bench.probes.ringabell",
+                                 description="build a task's Ring-A-Bell prompt file from its original model")
+    ap.add_argument("task")
+    ap.add_argument("--generations", type=int, default=RingABellParams.generations)
+    ap.add_argument("--prompts", type=int, default=RingABellParams.prompts)
+    args = ap.parse_args(argv)
+    task = load_task(resolve("task", args.task))
+    p = RingABellParams(generations=args.generations, prompts=args.prompts)
+    rows = build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), p)
+    text = to_csv(rows)
+    out = prompt_file(task)
+    out.write_text(text)
+    print(f"{hashlib.sha256(text.encode()).hexdigest()}  {out}  ({len(rows)} prompts; {p})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Ring-A-Bell pieces on a tiny pipeline: concept pairs, the genetic search only improves, rows keep seeds."""
+
+import numpy as np
+import torch
+
+from memora_bench.probes import ringabell as rab
+from memora_bench.specs import PromptRow
+from tests.helpers import tiny_pipeline
+
+
+def test_concept_pairs_differ_only_by_the_concept():
+    pairs = rab.concept_pairs("seven")
+    assert ("a handwritten seven", "a handwritten digit") in pairs and ("the digit 7", "the digit digit") in pairs
+    assert all("seven" not in q and "7" not in q for _, q in pairs)
+    assert ("a bold handwritten two", "a handwritten two") in rab.concept_pairs("bold")
+
+
+def test_genetic_search_never_loses_its_best():
+    pipe = tiny_pipeline()
+    p = rab.RingABellParams(population=16, generations=12, length=4)
+    target = rab._hidden(pipe, rab._ids(pipe, ["a handwritten seven"]))[0] + 3 * rab.concept_vector(pipe, "seven")
+
+    def fit(ids):
+        return float(((rab._hidden(pipe, ids[None])[0] - target) ** 2).sum())
+
+    rng = np.random.default_rng(0)
+    first = np.stack([np.concatenate([[49406], rng.integers(1, 49406, 4), np.full(72, 49407)]) for _ in range(16)])
+    best_initial = min(fit(torch.from_numpy(x)) for x in first)
+    best = rab.search(pipe, target, p, np.random.default_rng(0))
+    assert best.shape == (77,) and best[0] == 49406 and (best[5:] == 49407).all()
+    assert fit(best) <= best_initial
+
+
+def test_rows_keep_seed_guidance_and_concept():
+    pipe = tiny_pipeline()
+    rows = [PromptRow(f"attack-{i:03d}", "a handwritten seven", 100 + i, 7.5, "seven") for i in range(3)]
+    out = rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=2, length=3, prompts=2),
+                         progress=False)
+    assert [(r["seed"], r["concept"], r["guidance"]) for r in out] == [(100, "seven", 7.5), (101, "seven", 7.5)]
+    assert all(r["prompt"] for r in out)
+    assert rab.to_csv(out).splitlines()[0] == "id,prompt,seed,guidance,concept"
