@@ -22,7 +22,8 @@ from memora_bench.specs import PromptRow, Submission, Suite, Task, read_prompts
 
 PROBES = {"plain": "memora_bench.probes.plain:run", "memora": "memora_bench.probes.memora:run",
           "unlearndiffatk": "memora_bench.probes.unlearndiffatk:run",
-          "ringabell": "memora_bench.probes.ringabell:run"}
+          "ringabell": "memora_bench.probes.ringabell:run",
+          "concept_inversion": "memora_bench.probes.concept_inversion:run"}
 GENERATE_CODE_VERSION = 1  # bump when a change to generation can change an image
 SCHEMA_VERSION = 1
 
