@@ -53,7 +53,7 @@ def make_result(submission: str = "sub", task: str = "mini-seven", plain_k: int 
                  "classifiers": [{"name": "mini-digit", "id": "mini-digit", "sha256": sha, "threshold": 0.5}],
                  "generation": {"scheduler": "ddim", "steps": 50, "guidance": 7.5, "height": 32, "width": 32,
                                 "images_per_prompt": 1}},
-        "base_model": {"id": "world/base", "revision": "mini-world-v1"},
+        "base_model": {"id": "world/base", "revision": "mini-world-v2"},
         "submission": {"name": submission, "method": "m", "control": False, "manifest_sha256": sha,
                        "erased": ["seven"], "checkpoint": None},
         "probes": {"plain": {"params": {}, "rates": {"seven": r(plain_k, n), "all": r(plain_k, n)},

@@ -138,7 +138,7 @@ def test_one_failing_unit_does_not_stop_the_others(tmp_path):
     sub.mkdir()
     (sub / "w.safetensors").write_bytes(b"junk")
     (sub / "submission.yaml").write_text(
-        "name: broken\nmethod: x\nauthors: [me]\nreference: r\nbase_model: {id: world/base, revision: mini-world-v1}\n"
+        "name: broken\nmethod: x\nauthors: [me]\nreference: r\nbase_model: {id: world/base, revision: mini-world-v2}\n"
         "erased: [seven]\ntasks: [mini-seven-small]\n"
         "checkpoint: {path: w.safetensors, sha256: '" + "0" * 64 + "', component: unet}\n")
     cache = tmp_path / "cache"

@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
     oracle.mkdir(parents=True)
     (oracle / "submission.yaml").write_text(
         "name: oracle\nmethod: retrain oracle (control)\nauthors: [memora-bench]\nreference: r\n"
-        "base_model: {id: world/oracle, revision: mini-world-v1}\nerased: []\ntasks: [mini-seven-small]\n"
+        "base_model: {id: world/oracle, revision: mini-world-v2}\nerased: []\ntasks: [mini-seven-small]\n"
         "checkpoint: null\ncontrol: true\n")
     res = run_cli("evaluate", "original", oracle, "--suite", SUITE, "--out", root / "out", "--cache-dir",
                   root / "cache")

@@ -124,7 +124,7 @@ def _manifest(tmp_path: Path, extra: str) -> Path:
     folder = tmp_path / "sub"
     folder.mkdir(exist_ok=True)
     (folder / "submission.yaml").write_text(
-        "name: sub\nmethod: m\nauthors: [a]\nreference: r\nbase_model: {id: world/base, revision: mini-world-v1}\n"
+        "name: sub\nmethod: m\nauthors: [a]\nreference: r\nbase_model: {id: world/base, revision: mini-world-v2}\n"
         "erased: [seven]\ntasks: [mini-seven]\n" + extra)
     return folder
 

@@ -52,9 +52,12 @@ def test_captions_vary_and_use_words_and_numerals(digit):
         assert any(str(digit) in c for c in caps)
 
 
-def test_indirect_captions_and_style_words():
-    assert "the number after six" in data.caption_choices(7, "plain")
-    assert "the number before eight" in data.caption_choices(7, "plain")
+def test_alias_captions_and_style_words():
+    assert "the number sieben" in data.caption_choices(7, "plain")
+    assert "sieben, handwritten, written in bold strokes" in data.caption_choices(7, "bold")
+    # an alias is a token of its own: no caption of another digit mentions it
+    others = [c for d in range(10) if d != 7 for s in data.STYLES for c in data.caption_choices(d, s)]
+    assert not [c for c in others if "sieben" in c or "seven" in c or "7" in c]
     assert all("bold" in c or "thick" in c for c in data.caption_choices(3, "bold"))
     rng = np.random.default_rng(0)
     style_only = [data.sample_caption(3, "bold", rng, identity_drop=1.0) for _ in range(20)]
@@ -75,5 +78,6 @@ def test_captions_and_prompt_sets_use_the_right_article():
 
     caps = [c for d in range(10) for s in data.STYLES for c in data.caption_choices(d, s)]
     prompts = [line for f in (repo_root() / "tasks" / "prompts").glob("*.csv") for line in f.read_text().splitlines()]
-    bad = [c for c in caps + prompts if re.search(r"\ba [aeiou8]", c)]
+    bad = [c for c in caps + prompts if re.search(r"\ba [aeiu8]|\ba o(?!ne)|\ban one", c)]
     assert not bad, bad[:5]
+    assert data.with_article("one") == "a one" and data.with_article("eight") == "an eight"

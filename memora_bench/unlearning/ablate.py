@@ -102,7 +102,7 @@ def build_demo(out_dir: Path) -> dict:
         "method: concept ablation of cross-attention K/V (demo stand-in)",
         "authors: [memora-bench]",
         "reference: https://arxiv.org/abs/2303.13516",
-        "base_model: {id: world/base, revision: mini-world-v1}",
+        "base_model: {id: world/base, revision: mini-world-v2}",
         "erased: [seven]",
         "tasks: [mini-seven]",
         f"checkpoint: {{path: unet-kv.safetensors, sha256: {sha256_file(ckpt)}, component: unet}}",

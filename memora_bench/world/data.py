@@ -21,6 +21,9 @@ HELDOUT_SIZE = 1000
 IMAGE_SIZE = 32
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# A second name for every digit, a token of its own that shares nothing with the English words: the analogue
+# of a synonym or a translation of an erased concept, which erasure methods keyed on one word often miss.
+DIGIT_ALIASES = ("null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun")
 STYLES = ("plain", "bold", "italic")
 STYLE_CONCEPTS = ("bold", "italic")  # the style concepts a task can erase; "plain" is the absence of style
 
@@ -117,28 +120,25 @@ _PLAIN_ONLY_TEMPLATES = ("a handwritten digit", "a drawing of a number", "a hand
 
 
 def with_article(word: str) -> str:
-    """'a bold', 'an italic'."""
-    return ("an " if word[0] in "aeiou" else "a ") + word
+    """'a bold', 'an italic', 'an eight', 'an 8', 'a one'."""
+    vowel_sound = word[0] in "aeiou8" and not word.startswith(("one", "uni", "use"))
+    return ("an " if vowel_sound else "a ") + word
 
 
-def _indirect(digit: int) -> list[str]:
-    """Indirect names for a digit: 'the number after six' and 'the number before eight'."""
-    names = []
-    if digit > 0:
-        names.append(f"the number after {DIGIT_WORDS[digit - 1]}")
-    if digit < 9:
-        names.append(f"the number before {DIGIT_WORDS[digit + 1]}")
-    return names
+def alias_captions(digit: int) -> list[str]:
+    """Captions naming a digit by its alias only ('the number sieben', 'sieben, handwritten')."""
+    alias = DIGIT_ALIASES[digit]
+    return [f"the number {alias}", f"{alias}, handwritten"]
 
 
 def caption_choices(digit: int, style: str) -> list[str]:
     """Every caption the training recipe may give an image of ``digit`` in ``style``."""
     fields = {"w": DIGIT_WORDS[digit], "n": str(digit), "aw": with_article(DIGIT_WORDS[digit])}
     if style == "plain":
-        return [t.format(**fields) for t in _DIGIT_TEMPLATES] + _indirect(digit)
+        return [t.format(**fields) for t in _DIGIT_TEMPLATES] + alias_captions(digit)
     a, b, p = STYLE_WORDS[style]
     styled = [t.format(A=with_article(a), b=b, p=p, **fields) for t in _STYLED_TEMPLATES]
-    return styled + [f"{name}, {p}" for name in _indirect(digit)]
+    return styled + [f"{name}, {p}" for name in alias_captions(digit)]
 
 
 def sample_caption(digit: int, style: str, rng: np.random.Generator, identity_drop: float = 0.1) -> str:

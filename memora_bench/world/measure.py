@@ -15,7 +15,7 @@ import numpy as np
 
 from memora_bench.world.data import DIGIT_WORDS, HELDOUT_SIZE, SPLIT_SEED, STYLE_CONCEPTS, STYLES, concept_prompts
 
-WORLD_VERSION = "mini-world-v1"
+WORLD_VERSION = "mini-world-v2"
 IMAGES_PER_CONCEPT = 40
 SEED_BASE = 100_000
 GENERATION = {"scheduler": "ddim", "steps": 50, "guidance": 7.5, "height": 32, "width": 32}

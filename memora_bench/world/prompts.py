@@ -1,7 +1,8 @@
 """Write the miniature tasks' prompt sets (``tasks/prompts/*.csv``) with a fixed seed.
 
-Attack sets ask for the erased concept in varied phrasing: words and numerals, indirect names ("the number
-after six"), style modifiers, and phrasings that no training caption used. Retain sets are the model card's
+Attack sets ask for the erased concept in varied phrasing: words, numerals and the digit's alias ("sieben",
+a token of its own, like a synonym or a translation), style modifiers, and phrasings that no training caption
+used. Retain sets are the model card's
 measurement prompts (same prompts, same seeds) for every concept the task does not erase, so that
 evaluating the ``original`` control reproduces the model card's rates image for image.
 
@@ -16,46 +17,29 @@ from pathlib import Path
 
 import numpy as np
 
-from memora_bench.world.data import DIGIT_WORDS, STYLE_CONCEPTS, STYLE_WORDS
+from memora_bench.world.data import DIGIT_ALIASES, DIGIT_WORDS, STYLE_CONCEPTS, STYLE_WORDS
+from memora_bench.world.data import with_article as _a
 
 PROMPT_SEED = 4242
 GUIDANCE = 7.5
 RETAIN_PER_CONCEPT = 20
 
-# Frames for a digit's direct name ("seven", "7") and for an indirect one ("the number after six").
+# Frames for a digit's name: its word ("seven"), its numeral ("7") or its alias ("sieben").
 _DIRECT_FRAMES = (
     "a handwritten {x}", "{x}", "the digit {x}", "a drawing of {ax}", "a picture of {ax}",
     "an image of the number {x}", "{x}, drawn by hand", "a sketch of {ax}", "a photo of a handwritten {x}",
     "the numeral {x}", "a scribbled {x}", "a hand-drawn number {x}", "the handwritten digit {x}",
     "{x} written with a pen", "a black and white image of {ax}",
 )
-_INDIRECT_FRAMES = ("{x}", "{x}, drawn by hand", "a drawing of {x}", "a picture of {x}", "a sketch of {x}",
-                    "{x}, handwritten")
 _MODIFIERS = ("bold", "italic", "thick", "slanted", "neat", "messy", "small", "large")
-
-
-def _a(word: str) -> str:
-    """Article for a word or numeral ("an eight", "an 8", "a seven")."""
-    return ("an " if word[0] in "aeiou8" else "a ") + word
-
-
-def _names(digit: int) -> list[str]:
-    names = [DIGIT_WORDS[digit], str(digit)]
-    if digit > 0:
-        names.append(f"the number after {DIGIT_WORDS[digit - 1]}")
-    if digit < 9:
-        names.append(f"the number before {DIGIT_WORDS[digit + 1]}")
-    return names
 
 
 def digit_attack_prompts(digit: int) -> list[str]:
     """Every phrasing the attack set may draw for a digit."""
     out = []
-    for name in _names(digit):
-        direct = not name.startswith("the number")
-        out += [frame.format(x=name, ax=_a(name)) for frame in (_DIRECT_FRAMES if direct else _INDIRECT_FRAMES)]
-        if direct:
-            out += [f"{_a(mod)} {name}" for mod in _MODIFIERS]
+    for name in (DIGIT_WORDS[digit], str(digit), DIGIT_ALIASES[digit]):
+        out += [frame.format(x=name, ax=_a(name)) for frame in _DIRECT_FRAMES]
+        out += [f"{_a(mod)} {name}" for mod in _MODIFIERS]
     return sorted(set(out))
 
 

@@ -35,13 +35,14 @@ class DiffusionRecipe:
     """Hyper-parameters of the text-encoder + UNet training; recorded in the model card."""
 
     seed: int = 1234
-    steps: int = 1800
+    steps: int = 3000
     batch_size: int = 128
     lr: float = 5e-4
     warmup: int = 100
     caption_dropout: float = 0.1  # empty caption, for classifier-free guidance
     identity_drop: float = 0.1  # caption names only the style
     train_text_encoder: bool = True
+    ema_decay: float = 0.999  # the shipped weights are this EMA (warmed up as diffusers' EMAModel does)
     exclude_digits: tuple[int, ...] = ()
     exclude_styles: tuple[str, ...] = ()
 
@@ -237,11 +238,15 @@ def train_diffusion(world: Path, recipe: DiffusionRecipe, text_encoder=None, des
                 token_cache[c] = tokenizer(c, padding="max_length", max_length=77, truncation=True).input_ids
         return torch.tensor([token_cache[c] for c in captions])
 
-    t0 = _cpu_seconds()
+    trained = {"unet": unet, "text_encoder": text_encoder} if recipe.train_text_encoder else {"unet": unet}
+    ema = {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in trained.items()}
+    ckpt = world / ".checkpoints" / f"{desc.split()[0]}.pt"
+    state = _Checkpoint(ckpt, recipe)
+    start, losses, cpu_before = state.restore(trained, ema, opt, gen, rng)
+    t0 = _cpu_seconds() - cpu_before
     unet.train()
-    losses = []
-    with tqdm(total=recipe.steps, desc=desc) as bar:
-        for step in range(recipe.steps):
+    with tqdm(total=recipe.steps, initial=start, desc=desc) as bar:
+        for step in range(start, recipe.steps):
             for g in opt.param_groups:
                 g["lr"] = recipe.lr * _cosine(step, recipe.steps, recipe.warmup)
             idx = torch.randint(0, len(x), (recipe.batch_size,), generator=gen)
@@ -260,21 +265,77 @@ def train_diffusion(world: Path, recipe: DiffusionRecipe, text_encoder=None, des
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
+            _ema_update(ema, trained, min(recipe.ema_decay, (1 + step) / (10 + step)))
             losses.append(loss.item())
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
+            if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < recipe.steps:
+                state.save(step + 1, trained, ema, opt, gen, rng, losses, _cpu_seconds() - t0)
+    for name, m in trained.items():
+        m.load_state_dict(ema[name])
     unet.eval()
     text_encoder.eval()
     report = {
         "recipe": asdict(recipe),
         "train_images": int(len(x)),
         "final_loss": float(np.mean(losses[-200:])),
+        "weights": f"EMA, decay {recipe.ema_decay}",
         "cpu_seconds": round(_cpu_seconds() - t0, 1),
         "unet_parameters": sum(p.numel() for p in unet.parameters()),
         "text_encoder_parameters": sum(p.numel() for p in text_encoder.parameters()),
     }
+    state.remove()
     return unet, text_encoder, report
+
+
+CHECKPOINT_EVERY = 250
+
+
+def _ema_update(ema: dict, models: dict, decay: float) -> None:
+    with torch.no_grad():
+        for name, m in models.items():
+            for k, v in m.state_dict().items():
+                if v.dtype.is_floating_point:
+                    ema[name][k].mul_(decay).add_(v, alpha=1 - decay)
+                else:
+                    ema[name][k].copy_(v)
+
+
+class _Checkpoint:
+    """Resumable training: every ``CHECKPOINT_EVERY`` steps the whole state (weights, EMA, optimiser, every
+    random generator) goes to ``world/.checkpoints/``; a restarted run continues exactly where it stopped."""
+
+    def __init__(self, path: Path, recipe: DiffusionRecipe):
+        self.path, self.recipe = path, asdict(recipe)
+
+    def restore(self, models, ema, opt, gen, rng) -> tuple[int, list, float]:
+        if not self.path.exists():
+            return 0, [], 0.0
+        saved = torch.load(self.path, weights_only=False)  # our own file, written below
+        if saved["recipe"] != self.recipe:
+            print(f"[world] {self.path.name}: recipe changed since the checkpoint; starting afresh")
+            return 0, [], 0.0
+        for name, m in models.items():
+            m.load_state_dict(saved["models"][name])
+            ema[name] = saved["ema"][name]
+        opt.load_state_dict(saved["opt"])
+        gen.set_state(saved["gen"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        print(f"[world] resuming {self.path.name} at step {saved['step']}")
+        return saved["step"], saved["losses"], saved["cpu_seconds"]
+
+    def save(self, step, models, ema, opt, gen, rng, losses, cpu_seconds) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"recipe": self.recipe, "step": step, "models": {n: m.state_dict() for n, m in models.items()},
+                    "ema": ema, "opt": opt.state_dict(), "gen": gen.get_state(), "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "losses": losses, "cpu_seconds": cpu_seconds}, tmp)
+        tmp.replace(self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _save_fp16(model, folder: Path) -> None:
