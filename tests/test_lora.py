@@ -66,3 +66,18 @@ def test_cosine_schedule_matches_diffusers():
         assert opt.param_groups[0]["lr"] == pytest.approx(ours[-1])
         opt.step()
         sched.step()
+
+
+def test_auto_memora_mix_of_a_model_with_itself_is_that_model(pipe):
+    """AutoMemoRa's MixedUNet inside a pipeline copy: eps_U + w (eps_U - eps_U) = eps_U, image for image."""
+    import copy
+
+    from memora_bench.probes.memora import MixedUNet
+
+    config = GenerationConfig(steps=5)
+    mixed = copy.copy(pipe)
+    mixed.unet = MixedUNet(pipe.unet, pipe.unet, 0.5)
+    assert mixed.device == pipe.device
+    a = generate(pipe, ["a handwritten seven"], [3], config)
+    b = generate(mixed, ["a handwritten seven"], [3], config)
+    assert np.array_equal(a, b)

@@ -11,10 +11,7 @@ from memora_bench.paths import repo_root
 from memora_bench.results import load_result
 from tests.test_evaluate import run_cli
 
-# Not yet passing: the first end-to-end run of the MemoRa probe (session 1) failed inside `evaluate` after an
-# inference-mode fix, and took ~10 minutes; diagnosing it is the first step of the MemoRa issue (NOTES.md).
-pytestmark = [pytest.mark.slow, pytest.mark.xfail(run=False, reason="MemoRa probe end-to-end not yet passing; "
-                                                                    "see NOTES.md (issue 6)")]
+pytestmark = pytest.mark.slow  # about 2 minutes: original and oracle, tiny budgets
 
 ROOT = repo_root()
 SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-memora-small.yaml"

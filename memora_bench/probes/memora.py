@@ -335,6 +335,11 @@ class MixedUNet(torch.nn.Module):
         self.unlearned, self.recovered, self.w = unlearned, recovered, w
         self.config, self.dtype = unlearned.config, unlearned.dtype
 
+    @property
+    def device(self):
+        """As diffusers' models have: pipelines ask their UNet for its device."""
+        return self.unlearned.device
+
     def forward(self, x, t, encoder_hidden_states):
         from types import SimpleNamespace
 
