@@ -46,11 +46,16 @@ def test_batched_generation_vs_per_prompt_pipeline_loop(benchmark, pipe):
     prompts, seeds = _workload()
     config = GenerationConfig()
     generate(pipe, prompts[:2], seeds[:2], config)  # warm-up
-    t0 = time.perf_counter()
-    naive = per_prompt_pipeline_loop(pipe, prompts, seeds)
-    naive_s = time.perf_counter() - t0
-    batched = benchmark.pedantic(generate, args=(pipe, prompts, seeds, config), rounds=1, iterations=1)
-    batched_s = benchmark.stats.stats.mean
+    # Each side is timed twice and its faster run counts (timeit's advice on a shared, noisy machine: the
+    # minimum is the run least disturbed by other work); single runs here ranged from 4.9x to 6.0x.
+    naive_runs = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        naive = per_prompt_pipeline_loop(pipe, prompts, seeds)
+        naive_runs.append(time.perf_counter() - t0)
+    naive_s = min(naive_runs)
+    batched = benchmark.pedantic(generate, args=(pipe, prompts, seeds, config), rounds=2, iterations=1)
+    batched_s = benchmark.stats.stats.min
     ratio = naive_s / batched_s
     benchmark.extra_info.update(images=N, per_prompt_loop_s=round(naive_s, 2), batched_s=round(batched_s, 2),
                                 speedup=round(ratio, 2), batched_images_per_s=round(N / batched_s, 2))
