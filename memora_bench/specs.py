@@ -19,7 +19,8 @@ import yaml
 CONCEPT_KINDS = ("object", "style", "nudity")
 COMPONENTS = ("unet", "text_encoder", "pipeline", "lora", "unet-delta8", "text_encoder-delta8")
 SCHEDULERS = ("ddim", "lms")
-PROBES = ("plain", "memora", "unlearndiffatk", "ringabell", "concept_inversion")  # keys of memora_bench.runner.PROBES (a test checks they agree)
+# The keys of memora_bench.runner.PROBES (a test checks that they agree).
+PROBES = ("plain", "memora", "unlearndiffatk", "ringabell", "concept_inversion")
 OVERWRITE = ("never", "missing", "always")
 PROMPT_COLUMNS = ("id", "prompt", "seed", "guidance", "concept")
 
