@@ -1,5 +1,7 @@
 """Baseline recipes on a tiny random pipeline: each changes only what its method changes, deterministically."""
 
+import json
+
 import pytest
 import torch
 
@@ -111,3 +113,44 @@ def test_fmn_token_positions():
     assert token_positions(pipe.tokenizer, "a photo of seven", "seven", use_pooler=True).sum() == 1 + 77 - 5
     with pytest.raises(ValueError, match="not found"):
         token_positions(pipe.tokenizer, "a photo of six", "seven", use_pooler=False)
+
+
+def test_build_writes_a_valid_submission_with_its_manifest(tmp_path):
+    """`baselines build` on the shipped world (UCE: closed form, seconds): checkpoint, manifest, build record."""
+    import json
+    import shutil
+
+    from memora_bench.models.loading import load_submission_pipeline
+    from memora_bench.paths import repo_root
+    from memora_bench.specs import load_submission, sha256_file
+    from memora_bench.unlearning.build import build
+
+    shutil.copytree(repo_root() / "tasks", tmp_path / "tasks")
+    record = build("uce", "mini-seven", tmp_path)
+    folder = tmp_path / "baselines" / "uce-mini-seven"
+    saved = json.loads((folder / "build.json").read_text())
+    assert saved == record and record["params"]["lamb"] == 0.5 and record["seed"] == 0
+    assert record["sha256"] == sha256_file(folder / "unet.safetensors") and record["bytes"] <= 8 * 1024**2
+    sub = load_submission(folder / "submission.yaml")
+    assert sub.checkpoint.component == "unet" and sub.erased == ("seven",) and sub.tasks == ("mini-seven",)
+    pipe = load_submission_pipeline(sub, sub.base_model)
+    key = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    assert torch.allclose(pipe.unet.state_dict()[key], record_tensor(folder, key), atol=0)
+
+
+def record_tensor(folder, key):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "unet.safetensors"))[key].float()
+
+
+def test_build_cli_rejects_unknown_names(tmp_path):
+    from tests.test_evaluate import run_cli
+
+    res = run_cli("baselines", "build", "nope", "--task", "mini-nowhere")
+    assert res.returncode == 2
+    assert "unknown baseline 'nope'" in res.stderr and "unknown miniature task 'mini-nowhere'" in res.stderr
+    listing = run_cli("baselines", "ls", "--json")
+    assert listing.returncode == 0
+    rows = json.loads(listing.stdout)
+    assert {r["recipe"] for r in rows} == set(RECIPES) and {r["task"] for r in rows} >= {"mini-seven", "mini-bold"}
