@@ -32,6 +32,8 @@ def build_cli() -> argparse.ArgumentParser:
                     help="never: keep existing results; missing: recompute results from the cache, generating "
                          "only missing images; always: regenerate everything (default: never)")
     ev.add_argument("--json", action="store_true", help="print a JSON summary")
+    ev.add_argument("--profile", action="store_true",
+                    help="also print seconds per stage, images generated and cached, and model evaluations")
 
     va = sub.add_parser("validate", help="check task cards, suites and submissions; report every problem")
     va.add_argument("paths", nargs="*", help="files or submission folders (default: everything in the repository)")

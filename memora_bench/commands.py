@@ -89,10 +89,14 @@ def evaluate(args) -> int:
     report = run(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
                  progress=not args.json and sys.stderr.isatty())
     summary = _summary(report)
+    if args.profile:
+        summary["profile"] = _profile(summary)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(_table(summary))
+        if args.profile:
+            print(_profile_table(summary["profile"]))
     return EXIT_FAILURE if report.failed else EXIT_OK
 
 
@@ -109,8 +113,38 @@ def _summary(report) -> dict:
             row["frechet"] = data["utility"]["frechet"]["value"]
         row["seconds"] = data["timing"]["total_wall_s"]
         row["stages"] = data["timing"]["stages"]
+        row["images_generated"] = data["timing"].get("images_generated", 0)
+        row["images_cached"] = data["timing"].get("images_cached", 0)
+        row["model_evaluations"] = sum(res.get("cost", {}).get("model_evaluations", 0)
+                                       for res in data["probes"].values())
         rows.append(row)
     return {"results": rows, "failed": [{"submission": s, "task": t, "error": e} for s, t, e in report.failed]}
+
+
+def _profile(summary: dict) -> dict:
+    """Seconds per stage summed over this run's results, with image and model-evaluation counts."""
+    stages: dict[str, dict[str, float]] = {}
+    for r in summary["results"]:
+        for name, t in r["stages"].items():
+            agg = stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+            agg["wall_s"] += t["wall_s"]
+            agg["cpu_s"] += t["cpu_s"]
+    return {"stages": {k: {m: round(v, 3) for m, v in t.items()} for k, t in sorted(stages.items())},
+            "wall_s": round(sum(r["seconds"] for r in summary["results"]), 3),
+            "images_generated": sum(r["images_generated"] for r in summary["results"]),
+            "images_cached": sum(r["images_cached"] for r in summary["results"]),
+            "model_evaluations": sum(r["model_evaluations"] for r in summary["results"])}
+
+
+def _profile_table(profile: dict) -> str:
+    total = profile["wall_s"] or 1.0
+    lines = ["", f"{'stage':32s} {'wall s':>9s} {'CPU s':>9s} {'share':>6s}"]
+    for name, t in sorted(profile["stages"].items(), key=lambda kv: -kv[1]["wall_s"]):
+        lines.append(f"{name:32s} {t['wall_s']:9.2f} {t['cpu_s']:9.2f} {100 * t['wall_s'] / total:5.1f}%")
+    lines.append(f"{'total (all results)':32s} {profile['wall_s']:9.2f}")
+    lines.append(f"images generated {profile['images_generated']}, from the cache {profile['images_cached']}; "
+                 f"model evaluations (UNet forward passes) {profile['model_evaluations']}")
+    return "\n".join(lines)
 
 
 def _fmt(rate: dict) -> str:

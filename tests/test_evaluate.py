@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -39,9 +40,19 @@ def small_run(tmp_path_factory):
     """One cold run of the small suite, shared by the tests below."""
     root = tmp_path_factory.mktemp("run")
     t0 = time.perf_counter()
-    res = evaluate_small(root / "out", root / "cache")
+    res = evaluate_small(root / "out", root / "cache", "--profile")
     assert res.returncode == 0, res.stderr
     return root, time.perf_counter() - t0, res
+
+
+def test_profile_table_lists_stages_and_counts(small_run):
+    _, _, res = small_run
+    out = res.stdout
+    assert "stage" in out and "wall s" in out and "CPU s" in out
+    for stage in ("generate_attack", "generate_retain", "load_model", "frechet"):
+        assert re.search(rf"^{stage}\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+\.\d%$", out, re.M), stage
+    m = re.search(r"images generated (\d+), from the cache (\d+); model evaluations \(UNet forward passes\) (\d+)", out)
+    assert m and int(m.group(1)) == 16 and int(m.group(2)) == 0 and int(m.group(3)) == 8 * 50 * 2
 
 
 def _jsonl(path: Path) -> list[dict]:
