@@ -312,7 +312,7 @@ class _Checkpoint:
     def restore(self, models, ema, opt, gen, rng) -> tuple[int, list, float]:
         if not self.path.exists():
             return 0, [], 0.0
-        saved = torch.load(self.path, weights_only=False)  # our own file, written below
+        saved = torch.load(self.path, weights_only=True)  # tensors, numbers, strings: no code is unpickled
         if saved["recipe"] != self.recipe:
             print(f"[world] {self.path.name}: recipe changed since the checkpoint; starting afresh")
             return 0, [], 0.0
