@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
+import io
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -319,6 +320,15 @@ def load_task(path: Path) -> Task:
     if problems:
         raise SpecError(problems)
     return task
+
+
+def prompts_csv(rows: list[dict]) -> str:
+    """A prompt file's text: the header and one line per row (the inverse of :func:`read_prompts`)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(PROMPT_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def read_prompts(path: Path, expected_sha256: str | None, problems: list[str] | None = None) -> list[PromptRow]:

@@ -81,3 +81,13 @@ def test_auto_memora_mix_of_a_model_with_itself_is_that_model(pipe):
     a = generate(pipe, ["a handwritten seven"], [3], config)
     b = generate(mixed, ["a handwritten seven"], [3], config)
     assert np.array_equal(a, b)
+
+
+def test_memora_params_are_strict_and_checked():
+    from memora_bench.probes.memora import parse_params
+
+    assert parse_params({"budgets": [0, 5], "attack_seeds": [1]}).budgets == (0, 5)
+    with pytest.raises(ValueError, match=r"unknown MemoRa parameter\(s\) \['budget'\]"):
+        parse_params({"budget": [0, 5]})
+    with pytest.raises(ValueError, match="budgets must be increasing and start at 0"):
+        parse_params({"budgets": [5, 0]})

@@ -38,4 +38,6 @@ def test_rows_keep_seed_guidance_and_concept():
                          progress=False)
     assert [(r["seed"], r["concept"], r["guidance"]) for r in out] == [(100, "seven", 7.5), (101, "seven", 7.5)]
     assert all(r["prompt"] for r in out)
-    assert rab.to_csv(out).splitlines()[0] == "id,prompt,seed,guidance,concept"
+    from memora_bench.specs import prompts_csv
+
+    assert prompts_csv(out).splitlines()[0] == "id,prompt,seed,guidance,concept"

@@ -21,7 +21,7 @@ symbol); ``steps`` is pinned by the suite (the reference trains 5,000 steps on S
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -44,10 +44,9 @@ class InversionParams:
 
 
 def parse_params(raw: dict) -> InversionParams:
-    names = {f.name for f in fields(InversionParams)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown concept-inversion parameter(s) {unknown}; known: {sorted(names)}")
+    from memora_bench.probes import check_param_names
+
+    check_param_names(InversionParams, raw, "concept-inversion")
     p = InversionParams(**raw)
     if min(p.images, p.steps, p.batch_size, p.accumulation, p.eval_images) < 1:
         raise ValueError("images, steps, batch_size, accumulation and eval_images must be >= 1")

@@ -25,7 +25,7 @@ Every stage is cached by everything that determines it.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -57,10 +57,9 @@ class MemoraParams:
 
 def parse_params(raw: dict) -> MemoraParams:
     """Strict: unknown keys and malformed values are errors."""
-    names = {f.name for f in fields(MemoraParams)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown MemoRa parameter(s) {unknown}; known: {sorted(names)}")
+    from memora_bench.probes import check_param_names
+
+    check_param_names(MemoraParams, raw, "MemoRa")
     kw = dict(raw)
     for key in ("budgets", "attack_seeds", "auto_weights"):
         if key in kw:

@@ -21,8 +21,6 @@ tensors that parents and children share).
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,14 +119,6 @@ def build_rows(pipe, rows, p: RingABellParams, progress: bool = True) -> list[di
     return out
 
 
-def to_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["id", "prompt", "seed", "guidance", "concept"], lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def prompt_file(task) -> "Path":  # noqa: F821
     from pathlib import Path
 
@@ -163,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from memora_bench.commands import resolve
     from memora_bench.models.loading import load_base
     from memora_bench.runner import task_prompts
-    from memora_bench.specs import load_task
+    from memora_bench.specs import load_task, prompts_csv
 
     ap = argparse.ArgumentParser(prog="python -m memora_bench.probes.ringabell",
                                  description="build a task's Ring-A-Bell prompt file from its original model")
@@ -174,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     task = load_task(resolve("task", args.task))
     p = RingABellParams(generations=args.generations, prompts=args.prompts)
     rows = build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), p)
-    text = to_csv(rows)
+    text = prompts_csv(rows)
     out = prompt_file(task)
     out.write_text(text)
     print(f"{hashlib.sha256(text.encode()).hexdigest()}  {out}  ({len(rows)} prompts; {p})")

@@ -28,7 +28,7 @@ its token ids, we re-tokenise the decoded text so that every logged prompt repro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -49,10 +49,9 @@ class AttackParams:
 
 
 def parse_params(raw: dict) -> AttackParams:
-    names = {f.name for f in fields(AttackParams)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown UnlearnDiffAtk parameter(s) {unknown}; known: {sorted(names)}")
+    from memora_bench.probes import check_param_names
+
+    check_param_names(AttackParams, raw, "UnlearnDiffAtk")
     p = AttackParams(**raw)
     if p.k < 1 or p.iterations < 1 or p.timesteps < 1 or p.prompts < 0:
         raise ValueError("k, iterations and timesteps must be >= 1 and prompts >= 0")

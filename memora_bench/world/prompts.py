@@ -11,12 +11,11 @@ Regenerate with ``python -m memora_bench.world.prompts`` (the task cards pin eac
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
+from memora_bench.specs import prompts_csv
 from memora_bench.world.data import DIGIT_ALIASES, DIGIT_WORDS, STYLE_CONCEPTS, STYLE_WORDS
 from memora_bench.world.data import with_article as _a
 
@@ -81,14 +80,6 @@ def retain_rows(erased: tuple[str, ...], per_concept: int = RETAIN_PER_CONCEPT) 
     return rows
 
 
-def to_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["id", "prompt", "seed", "guidance", "concept"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 # Miniature tasks: name -> the concepts it erases (as classifier labels).
 MINI_TASKS = {
     "mini-seven": ("seven",),
@@ -115,7 +106,7 @@ def write_all(out_dir: Path) -> dict[str, str]:
         rng = np.random.default_rng(PROMPT_SEED + i)
         for kind, rows in (("attack", attack_rows(task, rng)), ("retain", retain_rows(erased))):
             name = f"{task}-{kind}.csv"
-            text = to_csv(rows)
+            text = prompts_csv(rows)
             (out_dir / name).write_text(text)
             digests[name] = hashlib.sha256(text.encode()).hexdigest()
     return digests
