@@ -91,3 +91,6 @@ def test_memora_params_are_strict_and_checked():
         parse_params({"budget": [0, 5]})
     with pytest.raises(ValueError, match="budgets must be increasing and start at 0"):
         parse_params({"budgets": [5, 0]})
+    assert parse_params({"budgets": [0, 5, 10], "headline_budgets": [5, 10]}).headline_budgets == (5, 10)
+    with pytest.raises(ValueError, match=r"headline_budgets \[7\] must be among the budgets"):
+        parse_params({"budgets": [0, 5], "headline_budgets": [7]})

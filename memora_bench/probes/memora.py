@@ -51,6 +51,7 @@ class MemoraParams:
     attack_seeds: tuple[int, ...] = (0, 1, 2)
     eval_prompts: int = 20
     auto_weights: tuple[float, ...] = ()
+    headline_budgets: tuple[int, ...] = ()  # the budgets the leaderboard shows (default: the largest)
     stm_above: float = 0.5
     ltm_below: float = 0.15
 
@@ -61,7 +62,7 @@ def parse_params(raw: dict) -> MemoraParams:
 
     check_param_names(MemoraParams, raw, "MemoRa")
     kw = dict(raw)
-    for key in ("budgets", "attack_seeds", "auto_weights"):
+    for key in ("budgets", "attack_seeds", "auto_weights", "headline_budgets"):
         if key in kw:
             kw[key] = tuple(kw[key])
     if "seed_pairs" in kw:
@@ -69,6 +70,8 @@ def parse_params(raw: dict) -> MemoraParams:
     p = MemoraParams(**kw)
     if list(p.budgets) != sorted(set(p.budgets)) or p.budgets[0] != 0:
         raise ValueError(f"budgets must be increasing and start at 0, got {list(p.budgets)}")
+    if not set(p.headline_budgets) <= set(p.budgets):
+        raise ValueError(f"headline_budgets {list(p.headline_budgets)} must be among the budgets {list(p.budgets)}")
     if not 0 <= p.start_step < p.steps:
         raise ValueError(f"start_step must be in [0, steps), got {p.start_step}")
     if any(len(pair) != 2 for pair in p.seed_pairs) or not p.attack_seeds or p.interpolation < 1:
@@ -350,6 +353,6 @@ class MixedUNet(torch.nn.Module):
 def _as_json(p: MemoraParams) -> dict:
     d = dict(p.__dict__)
     d["seed_pairs"] = [list(x) for x in p.seed_pairs]
-    for k in ("budgets", "attack_seeds", "auto_weights"):
+    for k in ("budgets", "attack_seeds", "auto_weights", "headline_budgets"):
         d[k] = list(d[k])
     return d
