@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from memora_bench.unlearning.common import Target, encode_word_embeddings
+from memora_bench.models.text import encode_word_embeddings
+from memora_bench.unlearning.common import Target
 from memora_bench.unlearning.registry import RECIPES
 from tests.helpers import tiny_pipeline
 

@@ -77,7 +77,7 @@ def learn_embedding(pipe, latents_mean, latents_std, kind: str, p: InversionPara
     """The learnt embedding row (D,) of the placeholder on ``pipe``'s UNet; ``pipe`` is not modified."""
     from tqdm.auto import tqdm
 
-    from memora_bench.unlearning.common import encode_word_embeddings
+    from memora_bench.models.text import encode_word_embeddings
 
     tok = pipe.tokenizer
     te = copy.deepcopy(pipe.text_encoder).eval()

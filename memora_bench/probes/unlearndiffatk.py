@@ -88,11 +88,6 @@ def sampled_timesteps(n: int, total: int = 1000) -> list[int]:
     return list(range(start, total, total // n))[:n]
 
 
-def _prefixed(ids: torch.Tensor, k: int) -> torch.Tensor:
-    """[start, k placeholders, prompt..., padding] truncated to the sequence length."""
-    return torch.cat([ids[:, :1], ids[:, 1 : 1 + k], ids[:, 1:-k]], dim=1)
-
-
 def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generator], p: AttackParams,
            judge, progress: bool = False) -> list[dict]:
     """Attack every prompt; ``judge(texts, indices) -> list[bool]`` draws and judges candidate prompts.
@@ -101,14 +96,14 @@ def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generato
     text, and the number of judged candidates."""
     from tqdm.auto import tqdm
 
-    from memora_bench.unlearning.common import encode_word_embeddings
+    from memora_bench.models.text import encode_word_embeddings, prefix_ids
 
     tok, te, unet, sched = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.scheduler
     table = te.get_input_embeddings().weight.detach()
     n, vocab = len(prompts), table.shape[0]
     ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
               return_tensors="pt").input_ids
-    adv_ids = _prefixed(ids, p.k)
+    adv_ids = prefix_ids(ids, p.k)
     with torch.no_grad():
         words = table[ids]
     adv = torch.full((n, p.k, vocab), 1.0 / vocab, requires_grad=True)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from memora_bench.unlearning.common import Target, ddim_partial_sample, encode_word_embeddings, text_context
+from memora_bench.models.text import encode_word_embeddings, prefix_ids
+from memora_bench.unlearning.common import Target, ddim_partial_sample, text_context
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,6 @@ class AdvUnlearnParams:
     retain_step: int = 1
     retain_captions: int = 500
     seed: int = 0
-
-
-def _prefixed(ids: torch.Tensor, k: int) -> torch.Tensor:
-    """Input ids with ``k`` placeholder positions after the start token (the prompt shifted right)."""
-    return torch.cat([ids[:, :1], ids[:, 1 : 1 + k], ids[:, 1:-k]], dim=1)
 
 
 def _with_adv(table_embeds: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
@@ -94,7 +90,7 @@ def advunlearn(pipe, target: Target, p: AdvUnlearnParams) -> dict[str, torch.Ten
                 adv = table(torch.randint(0, table.num_embeddings, (1, p.adv_prompt_num), generator=gen)).detach()
             adv = adv.clone().requires_grad_(True)
             attack_opt = torch.optim.Adam([adv], lr=p.attack_lr)
-            adv_ids = _prefixed(ids, p.adv_prompt_num)
+            adv_ids = prefix_ids(ids, p.adv_prompt_num)
             for _ in range(p.attack_step):
                 stop = int(torch.randint(0, p.ddim_steps, (1,), generator=gen))
                 x_t, t = ddim_partial_sample(unet, pipe, emb_p, null, p.start_guidance, p.ddim_steps, stop, gen)
@@ -116,7 +112,7 @@ def advunlearn(pipe, target: Target, p: AdvUnlearnParams) -> dict[str, torch.Ten
         if adv is None:
             emb_n = te(ids)[0]
         else:
-            adv_ids = _prefixed(ids, p.adv_prompt_num)
+            adv_ids = prefix_ids(ids, p.adv_prompt_num)
             emb_n = encode_word_embeddings(te, adv_ids, _with_adv(table(ids), adv))
         loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=emb_n).sample, e0 - p.negative_guidance * (ep - e0))
         opt.zero_grad()

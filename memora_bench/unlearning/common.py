@@ -159,13 +159,3 @@ def ddim_partial_sample(unet, pipe, cond: torch.Tensor, uncond: torch.Tensor, gu
             x = sched.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
     return x, sched.timesteps[stop]
 
-
-def encode_word_embeddings(text_encoder, input_ids: torch.Tensor, word_embeds: torch.Tensor) -> torch.Tensor:
-    """Text-encoder hidden states for given word (token) embeddings instead of the embedding table's rows:
-    the model's own forward pass, with the token-embedding output replaced (``input_ids`` keep the shape and
-    the end-of-text position)."""
-    hook = text_encoder.get_input_embeddings().register_forward_hook(lambda m, i, o: word_embeds)
-    try:
-        return text_encoder(input_ids)[0]
-    finally:
-        hook.remove()
