@@ -144,6 +144,19 @@ def concept_images(pipe, prompts: list[str], n: int, seed: int) -> torch.Tensor:
     return z.clone()
 
 
+def forget_set(pipe, target: Target, per_concept: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The forget images of every erased concept: ``per_concept`` base-model images of its card prompt (seeds
+    ``seed + 1000 k + i`` for the k-th concept) as clean latents, their prompts' text contexts, and the
+    concept of each image."""
+    latents, contexts, concepts = [], [], []
+    for k, concept in enumerate(target.erased):
+        prompt = target.prompts[k] if target.prompts else concept_prompt(concept)
+        latents.append(concept_images(pipe, [prompt], per_concept, seed + 1000 * k))
+        contexts.append(text_context(pipe, [prompt]).expand(per_concept, -1, -1))
+        concepts += [concept] * per_concept
+    return torch.cat(latents), torch.cat(contexts), concepts
+
+
 def ddim_partial_sample(unet, pipe, cond: torch.Tensor, uncond: torch.Tensor, guidance: float, steps: int,
                         stop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample with ``unet`` from fresh noise for ``stop`` of ``steps`` DDIM steps; returns (x_t, t)."""

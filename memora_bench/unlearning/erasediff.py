@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from memora_bench.unlearning.common import (
-    RetainData, Target, changed, concept_images, concept_prompt, diffusion_loss, module_params, text_context,
-    train_only,
+    RetainData, Target, changed, diffusion_loss, forget_set, module_params, text_context, train_only,
 )
 
 
@@ -51,13 +50,7 @@ def erasediff(pipe, target: Target, p: EraseDiffParams) -> dict[str, torch.Tenso
 
     gen = torch.Generator().manual_seed(p.seed)
     unet, sched = pipe.unet, pipe.scheduler
-    per = p.forget_images // len(target.erased)
-    zs, cs = [], []
-    for k, concept in enumerate(target.erased):
-        prompt = target.prompts[k] if target.prompts else concept_prompt(concept)
-        zs.append(concept_images(pipe, [prompt], per, p.image_seed + 1000 * k))
-        cs.append(text_context(pipe, [prompt]).expand(per, -1, -1))
-    z_f, c_f = torch.cat(zs), torch.cat(cs)
+    z_f, c_f, _ = forget_set(pipe, target, p.forget_images // len(target.erased), p.image_seed)
     c_noise = text_context(pipe, [p.unrelated_prompt])
     retain = RetainData(pipe, target, p.retain_images, p.seed)
     params = module_params(unet, "all")

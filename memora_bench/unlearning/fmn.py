@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memora_bench.unlearning.common import Target, changed, concept_images, concept_prompt, module_params, train_only
+from memora_bench.unlearning.common import Target, changed, forget_set, module_params, train_only
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,9 @@ def fmn(pipe, target: Target, p: FMNParams) -> dict[str, torch.Tensor]:
 
     gen = torch.Generator().manual_seed(p.seed)
     unet, sched, tok = pipe.unet, pipe.scheduler, pipe.tokenizer
-    images, prompts, positions = [], [], []
-    for k, concept in enumerate(target.erased):
-        card_prompt = target.prompts[k] if target.prompts else concept_prompt(concept)
-        images.append(concept_images(pipe, [card_prompt], p.concept_images, p.image_seed + 1000 * k))
-        prompt = f"a photo in the style of {concept}" if target.is_style(concept) else f"a photo of {concept}"
-        prompts += [prompt] * p.concept_images
-        positions += [token_positions(tok, prompt, concept, p.use_pooler)] * p.concept_images
-    z0 = torch.cat(images)
+    z0, _, concepts = forget_set(pipe, target, p.concept_images, p.image_seed)
+    prompts = [f"a photo in the style of {c}" if target.is_style(c) else f"a photo of {c}" for c in concepts]
+    positions = [token_positions(tok, prompt, c, p.use_pooler) for prompt, c in zip(prompts, concepts)]
     ctx = text_context(pipe, prompts)
     positions = torch.stack(positions)
 

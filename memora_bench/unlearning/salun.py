@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from memora_bench.unlearning.common import (
-    RetainData, Target, changed, concept_images, concept_prompt, diffusion_loss, module_params, pseudo_concept,
+    RetainData, Target, changed, concept_prompt, diffusion_loss, forget_set, module_params, pseudo_concept,
     text_context, train_only,
 )
 
@@ -69,14 +69,9 @@ def salun(pipe, target: Target, p: SalUnParams) -> dict[str, torch.Tensor]:
 
     gen = torch.Generator().manual_seed(p.seed)
     unet, sched = pipe.unet, pipe.scheduler
-    per = p.forget_images // len(target.erased)
-    forget, forget_ctx, pseudo_ctx = [], [], []
-    for k, concept in enumerate(target.erased):
-        prompt = target.prompts[k] if target.prompts else concept_prompt(concept)
-        forget.append(concept_images(pipe, [prompt], per, p.image_seed + 1000 * k))
-        forget_ctx.append(text_context(pipe, [prompt]).expand(per, -1, -1))
-        pseudo_ctx.append(text_context(pipe, [concept_prompt(pseudo_concept(target, concept))]).expand(per, -1, -1))
-    z_f, c_f, c_pseudo = torch.cat(forget), torch.cat(forget_ctx), torch.cat(pseudo_ctx)
+    z_f, c_f, concepts = forget_set(pipe, target, p.forget_images // len(target.erased), p.image_seed)
+    pseudo = {c: text_context(pipe, [concept_prompt(pseudo_concept(target, c))])[0] for c in target.erased}
+    c_pseudo = torch.stack([pseudo[c] for c in concepts])
     retain = RetainData(pipe, target, p.retain_images, p.seed)
     null = text_context(pipe, [""])
 
