@@ -24,7 +24,7 @@ PROBES = {"plain": "memora_bench.probes.plain:run", "memora": "memora_bench.prob
           "unlearndiffatk": "memora_bench.probes.unlearndiffatk:run",
           "ringabell": "memora_bench.probes.ringabell:run",
           "concept_inversion": "memora_bench.probes.concept_inversion:run"}
-GENERATE_CODE_VERSION = 1  # bump when a change to generation can change an image
+GENERATE_CODE_VERSION = 2  # bump when a change to generation can change an image
 SCHEMA_VERSION = 1
 
 

@@ -42,3 +42,26 @@ def test_lms_scheduler_runs_and_unknown_is_refused(pipe):
     assert img.shape == (1, 32, 32, 3)
     with pytest.raises(ValueError, match="unknown scheduler"):
         generate(pipe, ["x"], [1], GenerationConfig(scheduler="euler", steps=2))
+
+
+def test_context_projections_are_computed_once_per_run_and_change_nothing(pipe, monkeypatch):
+    import contextlib
+
+    from memora_bench.models import generate as gen
+
+    layers = [m for m in pipe.unet.modules() if getattr(m, "is_cross_attention", False)]
+    assert layers
+    calls = []
+    hooks = [m.to_k.register_forward_hook(lambda *a: calls.append(1)) for m in layers]
+    try:
+        reused = generate(pipe, ["a handwritten seven", "a bold two"], [5, 6], CONFIG)
+        assert len(calls) == len(layers)  # one projection per layer for the whole 4-step run, not one per step
+        calls.clear()
+        monkeypatch.setattr(gen, "project_context_once", lambda unet: contextlib.nullcontext())
+        recomputed = generate(pipe, ["a handwritten seven", "a bold two"], [5, 6], CONFIG)
+        assert len(calls) == len(layers) * CONFIG.steps
+    finally:
+        for h in hooks:
+            h.remove()
+    assert np.array_equal(reused, recomputed)
+    assert not any(isinstance(m, gen._ProjectOnce) for m in pipe.unet.modules())  # the UNet is given back as it was
