@@ -262,9 +262,12 @@ def run_unit(unit: Unit, out: Path) -> Path:
     from memora_bench.results import write_result
 
     wall0 = time.perf_counter()
-    probes, lines = {}, []
+    probes, lines, probe_seconds = {}, [], {}
     for probe in unit.suite.probes:
+        w, c = time.perf_counter(), time.process_time()
         result, probe_lines = load_probe(probe.name)(unit, dict(probe.params))
+        # a probe's seconds are its cost in this run (a warm cache makes them small), hence under timing
+        probe_seconds[probe.name] = {"wall_s": round(time.perf_counter() - w, 3), "cpu_s": round(time.process_time() - c, 3)}
         probes[probe.name] = result
         lines += probe_lines
     util, util_lines = utility.run(unit)
@@ -299,8 +302,8 @@ def run_unit(unit: Unit, out: Path) -> Path:
         "probes": probes,
         "utility": util,
         "environment": environment(),
-        "timing": {"stages": unit.timer.rounded(), "total_wall_s": round(time.perf_counter() - wall0, 3),
-                   **unit.counters},
+        "timing": {"stages": unit.timer.rounded(), "probes": probe_seconds,
+                   "total_wall_s": round(time.perf_counter() - wall0, 3), **unit.counters},
     }
     return write_result(out, result, lines)
 

@@ -61,7 +61,8 @@ def make_result(submission: str = "sub", task: str = "mini-seven", plain_k: int 
         "utility": {"retain": {"all": r(retain_k, retain_n)}},
         "environment": {"memora_bench": "0", "python": "3", "torch": "2", "diffusers": "0", "transformers": "5",
                         "device": "cpu", "torch_threads": 2, "micro_batch": 32},
-        "timing": {"stages": {}, "total_wall_s": 1.0, "images_generated": 0, "images_cached": 0},
+        "timing": {"stages": {}, "probes": {"plain": {"wall_s": 1.0, "cpu_s": 1.0}}, "total_wall_s": 1.0,
+                   "images_generated": 0, "images_cached": 0},
     }
 
 

@@ -69,3 +69,121 @@ def test_batched_generation_vs_per_prompt_pipeline_loop(benchmark, pipe):
     # Our loop is diffusers' StableDiffusionPipeline in batches: same images up to float rounding.
     assert np.abs(naive * 255 - batched.astype(np.float64)).max() <= 2.0
     assert ratio >= 5.0, f"batched generation is only {ratio:.2f}x the per-prompt pipeline loop"
+
+
+def bare_unet_loop(pipe, n: int, config: GenerationConfig) -> None:
+    """Only the UNet forwards ``generate`` makes for ``n`` images: the same guided micro-batches, laid out on the
+    cores the same way, without text encoding, scheduler arithmetic or decoding."""
+    from memora_bench.models.generate import MICRO_BATCH, map_micro_batches
+
+    unet = pipe.unet
+    rows = 2 * MICRO_BATCH
+    size = config.height // 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    context = torch.randn(rows, pipe.tokenizer.model_max_length, unet.config.cross_attention_dim)
+    x = torch.randn(rows, unet.config.in_channels, size, size)
+    timesteps = torch.linspace(999, 0, config.steps).long()
+
+    def one(_):
+        for t in timesteps:
+            unet(x, t, encoder_hidden_states=context)
+
+    map_micro_batches(pipe.device, one, range(0, n, MICRO_BATCH))
+
+
+def test_pipeline_overhead_vs_bare_unet_loop(benchmark, pipe):
+    """Target: the whole generation path costs <= 1.25x the UNet forwards it makes."""
+    prompts, seeds = _workload()
+    config = GenerationConfig()
+    generate(pipe, prompts[:2], seeds[:2], config)  # warm-up
+    bare_runs = []
+
+    def bare_round():
+        t0 = time.perf_counter()
+        bare_unet_loop(pipe, N, config)
+        bare_runs.append(time.perf_counter() - t0)
+
+    benchmark.pedantic(generate, args=(pipe, prompts, seeds, config), setup=bare_round, rounds=ROUNDS, iterations=1)
+    assert len(bare_runs) == ROUNDS
+    ratio = benchmark.stats.stats.min / min(bare_runs)
+    benchmark.extra_info.update(images=N, bare_unet_s=round(min(bare_runs), 2),
+                                pipeline_s=round(benchmark.stats.stats.min, 2), overhead=round(ratio, 3))
+    print(f"\npipeline {benchmark.stats.stats.min:.2f} s vs bare UNet loop {min(bare_runs):.2f} s: {ratio:.3f}x")
+    assert ratio <= 1.25, f"the pipeline costs {ratio:.2f}x its UNet forwards"
+
+
+@pytest.fixture(scope="module")
+def memora_inputs(pipe):
+    """Six clean latents of the concept (three MemoRa seed pairs) and the prompt's text embeddings."""
+    from memora_bench.models.generate import encode_prompts
+    from memora_bench.probes.memora import MemoraParams
+
+    p = MemoraParams()
+    seeds = [s for pair in p.seed_pairs for s in pair]
+    images = generate(pipe, ["a handwritten seven"] * len(seeds), seeds, GenerationConfig())
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.inference_mode():
+        z0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+    return p, z0, encode_prompts(pipe, ["a handwritten seven"]), encode_prompts(pipe, [""])
+
+
+@pytest.mark.parametrize("stage", ["inversion", "slerp_and_denoise", "lora_step"])
+def test_memora_stage_cost(benchmark, pipe, memora_inputs, stage):
+    """Seconds per MemoRa stage for one concept (3 seed pairs, 10 interpolation steps, DDIM 50 from step 15)."""
+    import copy
+
+    from memora_bench.models import lora
+    from memora_bench.models.inversion import denoise_from, invert, sampler, slerp
+    from memora_bench.probes.memora import _lora_params
+
+    p, z0, cond, uncond = memora_inputs
+    sched = sampler(pipe, p.steps)
+    zt = invert(pipe.unet, sched, z0, cond.expand(len(z0), -1, -1), uncond, p.guidance, p.start_step)
+    if stage == "inversion":
+        out = benchmark.pedantic(invert, args=(pipe.unet, sched, z0, cond.expand(len(z0), -1, -1), uncond,
+                                              p.guidance, p.start_step), rounds=2, iterations=1)
+        assert out.shape == z0.shape and torch.isfinite(out).all()
+        assert not torch.allclose(out, z0, atol=0.1)  # inverted 35 of 50 DDIM steps towards noise
+    elif stage == "slerp_and_denoise":
+        k = p.interpolation
+
+        def run():
+            mixed = torch.stack([slerp(zt[2 * i], zt[2 * i + 1], j / k) for i in range(len(p.seed_pairs))
+                                 for j in range(k + 1)])
+            return denoise_from(pipe.unet, sched, mixed, cond.expand(len(mixed), -1, -1), uncond, p.guidance,
+                                p.start_step)
+
+        out = benchmark.pedantic(run, rounds=2, iterations=1)
+        assert out.shape == (len(p.seed_pairs) * (k + 1), *z0.shape[1:]) and torch.isfinite(out).all()
+    else:
+        unet = copy.deepcopy(pipe.unet)
+        latents, context = z0.clone(), cond.clone()  # plain tensors (made outside inference mode) for autograd
+        steps = 2
+        losses = []
+
+        def run():
+            lora.train(copy.deepcopy(unet), pipe.scheduler.config, latents, torch.zeros_like(latents), context,
+                       _lora_params(p),
+                       [steps], seed=0, on_budget=lambda step, state, loss: losses.append(loss))
+
+        benchmark.pedantic(run, rounds=2, iterations=1)
+        assert len(losses) == 2 and all(np.isfinite(losses))
+        benchmark.extra_info.update(optimizer_steps_per_round=steps,
+                                    seconds_per_step=round(benchmark.stats.stats.min / steps, 3))
+    benchmark.extra_info.update(stage=stage, seconds=round(benchmark.stats.stats.min, 3))
+
+
+@pytest.mark.parametrize("name", ["mini-digit", "nudenet"])
+def test_classifier_throughput(benchmark, pipe, name):
+    """Images per second through a task classifier (the miniature digit classifier, NudeNet's shipped detector)."""
+    from memora_bench.classifiers.registry import load_classifier
+
+    prompts, seeds = _workload()
+    images = generate(pipe, prompts, seeds, GenerationConfig())
+    clf = load_classifier(name)
+    if name == "nudenet":
+        images = images[:8]  # a detector at 320 px: a few images give a stable rate
+    scores = benchmark.pedantic(clf.scores, args=(images,), rounds=3, iterations=1)
+    assert len(scores) == len(images) and np.isfinite(scores).all()
+    rate = len(images) / benchmark.stats.stats.min
+    benchmark.extra_info.update(classifier=name, images=len(images), images_per_s=round(rate, 1))
+    print(f"\n{name}: {rate:.1f} images/s")

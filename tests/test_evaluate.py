@@ -75,6 +75,8 @@ def test_result_is_valid_and_complete(small_run):
     assert len(lines) == 16 and sum(line["hit"] for line in lines if line["probe"] == "plain") == plain["all"]["k"]
     assert data["timing"]["images_generated"] == 16 and data["timing"]["images_cached"] == 0
     assert {"generate_attack", "generate_retain", "load_model"} <= set(data["timing"]["stages"])
+    assert set(data["timing"]["probes"]) == set(data["probes"])  # each probe's seconds in this run
+    assert all(s["wall_s"] > 0 for s in data["timing"]["probes"].values())
 
 
 def test_original_reproduces_the_model_card_image_for_image(small_run):

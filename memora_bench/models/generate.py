@@ -137,17 +137,21 @@ def _one_thread():
         torch.set_num_threads(before)
 
 
-def _workers(pipe) -> int:
-    return max(1, torch.get_num_threads()) if pipe.device.type == "cpu" else 1
+def map_micro_batches(device, fn, starts) -> list:
+    """``[fn(i) for i in starts]``, each call in inference mode; on CPU each call runs on one thread, with as
+    many calls side by side as torch has threads. Results come in the order of ``starts``."""
+    starts = list(starts)
+    cpu = torch.device(device).type == "cpu"
+    workers = min(max(1, torch.get_num_threads()) if cpu else 1, len(starts))
 
+    def run(i):
+        with torch.inference_mode(), (_one_thread() if cpu else contextlib.nullcontext()):
+            return fn(i)
 
-@torch.inference_mode()
-def _micro_batch(pipe, prompts: list[str], seeds: list[int], uncond: torch.Tensor, config: GenerationConfig,
-                 micro_batch: int) -> np.ndarray:
-    n = len(prompts)
-    cond = encode_prompts(pipe, _pad(prompts, micro_batch))
-    latents = initial_latents(pipe, _pad(seeds, micro_batch), config)
-    return decode(pipe, sample_latents(pipe, cond, uncond, latents, config))[:n]
+    if workers <= 1:
+        return [run(i) for i in starts]
+    with ThreadPoolExecutor(workers, thread_name_prefix="micro-batch") as pool:
+        return list(pool.map(run, starts))
 
 
 def generate(pipe, prompts: list[str], seeds: list[int], config: GenerationConfig, progress: bool = False,
@@ -159,26 +163,15 @@ def generate(pipe, prompts: list[str], seeds: list[int], config: GenerationConfi
         return np.zeros((0, config.height, config.width, 3), np.uint8)
     from tqdm.auto import tqdm
 
-    cpu = pipe.device.type == "cpu"
-    starts = range(0, len(prompts), micro_batch)
-    workers = min(_workers(pipe), len(starts))
-
-    def run(i: int) -> np.ndarray:
-        with torch.inference_mode(), (_one_thread() if cpu else contextlib.nullcontext()):
-            return _micro_batch(pipe, prompts[i : i + micro_batch], seeds[i : i + micro_batch], uncond, config,
-                                micro_batch)
-
-    with torch.inference_mode(), (_one_thread() if cpu else contextlib.nullcontext()):
-        uncond = encode_prompts(pipe, _pad([""], micro_batch))[:1]
-    out = []
+    uncond = map_micro_batches(pipe.device, lambda _: encode_prompts(pipe, _pad([""], micro_batch))[:1], [0])[0]
     with tqdm(total=len(prompts), desc="generate", unit="img", disable=not progress, leave=False) as bar:
-        if workers == 1:
-            for i in starts:
-                out.append(run(i))
-                bar.update(len(out[-1]))
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="generate") as pool:
-                for images in pool.map(run, starts):
-                    out.append(images)
-                    bar.update(len(images))
-    return np.concatenate(out)
+
+        def one(i: int) -> np.ndarray:
+            p, s = prompts[i : i + micro_batch], seeds[i : i + micro_batch]
+            cond = encode_prompts(pipe, _pad(p, micro_batch))
+            latents = initial_latents(pipe, _pad(s, micro_batch), config)
+            images = decode(pipe, sample_latents(pipe, cond, uncond, latents, config))[: len(p)]
+            bar.update(len(p))
+            return images
+
+        return np.concatenate(map_micro_batches(pipe.device, one, range(0, len(prompts), micro_batch)))

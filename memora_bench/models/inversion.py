@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from memora_bench.models.generate import MICRO_BATCH
+from memora_bench.models.generate import MICRO_BATCH, map_micro_batches
 
 
 def sampler(pipe, steps: int):
@@ -44,16 +44,18 @@ def _pad_rows(x: torch.Tensor, size: int) -> torch.Tensor:
 @torch.inference_mode()
 def guided_eps(unet, x: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor, guidance: float,
                micro_batch: int = MICRO_BATCH) -> torch.Tensor:
-    """Classifier-free-guided noise prediction, computed on fixed padded micro-batches of ``x``."""
-    out = []
-    for i in range(0, len(x), micro_batch):
+    """Classifier-free-guided noise prediction, computed on fixed padded micro-batches of ``x`` (side by side
+    on CPU, as :func:`memora_bench.models.generate.map_micro_batches` runs them)."""
+
+    def one(i: int) -> torch.Tensor:
         xi, ci = x[i : i + micro_batch], cond[i : i + micro_batch]
         n = len(xi)
         xi, ci = _pad_rows(xi, micro_batch), _pad_rows(ci, micro_batch)
         context = torch.cat([uncond.expand(micro_batch, -1, -1), ci])
         eps_u, eps_c = unet(torch.cat([xi, xi]), t, encoder_hidden_states=context).sample.chunk(2)
-        out.append((eps_u + guidance * (eps_c - eps_u))[:n])
-    return torch.cat(out)
+        return (eps_u + guidance * (eps_c - eps_u))[:n]
+
+    return torch.cat(map_micro_batches(x.device, one, range(0, len(x), micro_batch)))
 
 
 def _alpha(sched, t: int) -> torch.Tensor:

@@ -32,7 +32,7 @@ import torch
 
 from memora_bench.cache import cache_key
 
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: inversion and re-denoising run micro-batches of 16, one thread each
 
 
 @dataclass(frozen=True)

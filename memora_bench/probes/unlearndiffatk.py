@@ -153,8 +153,6 @@ def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generato
 
 def run(unit, params: dict) -> tuple[dict, list[dict]]:
     """The probe: attack the first rows of each concept of the task against the submitted model."""
-    import time
-
     from memora_bench.cache import cache_key
     from memora_bench.runner import base_model, image_lines, rates_by_concept, task_prompts
     from memora_bench.specs import PromptRow
@@ -173,7 +171,6 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
                      "rows": [(r.id, r.prompt, r.seed, r.guidance) for r in rows], "params": p.__dict__,
                      "generation": unit.task.generation.__dict__})
     outcome = unit.cache.get_json(key)
-    t0 = time.perf_counter()
     if outcome is None:
         todo = [i for i, rec in enumerate(first) if not rec["hit"]]
         outcome = [{"success": True, "steps": 0, "prompt": rows[i].prompt, "candidates": 0} for i in range(len(rows))]
@@ -213,8 +210,7 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
                  "optimizer_steps": sum(o["steps"] for o in outcome),
                  # UNet forward passes: one per attack step and prompt, two (CFG) per sampling step of every image
                  "model_evaluations": sum(o["steps"] for o in outcome)
-                 + (len(records) + sum(o["candidates"] for o in outcome)) * unit.task.generation.steps * 2,
-                 "seconds": round(time.perf_counter() - t0, 3)},
+                 + (len(records) + sum(o["candidates"] for o in outcome)) * unit.task.generation.steps * 2},
     }
     lines = image_lines(records, "unlearndiffatk", "attack")
     return result, lines
