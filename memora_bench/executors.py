@@ -38,7 +38,7 @@ def _merge_timing(parts: list[tuple[dict, dict]], wall_s: float) -> dict:
             s["cpu_s"] += secs["cpu_s"]
         for name, n in part_counters.items():
             counters[name] = counters.get(name, 0) + n
-    return {"stages": {k: {m: round(v, 3) for m, v in d.items()} for k, d in stages.items()},
+    return {"executor": "ray", "stages": {k: {m: round(v, 3) for m, v in d.items()} for k, d in stages.items()},
             "total_wall_s": round(wall_s, 3), **counters}
 
 

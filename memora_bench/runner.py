@@ -341,7 +341,8 @@ def run_unit(unit: Unit, out: Path) -> Path:
 
     wall0 = time.perf_counter()
     parts = [run_part(unit, part) for part in unit_parts(unit.suite)]
-    timing = {"stages": unit.timer.rounded(), "total_wall_s": round(time.perf_counter() - wall0, 3), **unit.counters}
+    timing = {"executor": "local", "stages": unit.timer.rounded(),
+              "total_wall_s": round(time.perf_counter() - wall0, 3), **unit.counters}
     result, lines = assemble(unit.suite, unit.task, unit.submission, parts, task_classifiers(unit), timing)
     return write_result(out, result, lines)
 

@@ -20,7 +20,7 @@ SMALL_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-small.yaml"
 
 def _evaluate(out: Path, cache: Path, *extra) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
-    return subprocess.run([sys.executable, "-m", "memora_bench.cli", "evaluate", "original", "demo-ablate-seven",
+    return subprocess.run([sys.executable, "-m", "memora_bench.cli", "evaluate", "original",
                            "--suite", str(SMALL_SUITE), "--out", str(out), "--cache-dir", str(cache), "--json",
                            *extra], capture_output=True, text=True, env=env, timeout=1200)
 
@@ -33,7 +33,7 @@ def test_ray_run_matches_local_run_byte_for_byte(tmp_path):
     ray = _evaluate(tmp_path / "ray", tmp_path / "cache-ray", "--executor", "ray")
     assert ray.returncode == 0, ray.stderr
     files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.json*"))
-    assert len(files) == 4  # two submissions x (result, image lines)
+    assert len(files) == 2  # the result and its image lines (one job: two Ray tasks, plain and utility)
     for rel in files:
         a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
         if rel.suffix == ".jsonl":
@@ -42,4 +42,5 @@ def test_ray_run_matches_local_run_byte_for_byte(tmp_path):
             ra, rb = load_result(a), load_result(b)
             assert stable_part(ra) == stable_part(rb), rel
             assert set(rb["timing"]["probes"]) == set(rb["probes"])
+            assert (ra["timing"]["executor"], rb["timing"]["executor"]) == ("local", "ray")
     assert json.loads(ray.stdout)["results"]
