@@ -251,7 +251,7 @@ def environment() -> dict:
 
 def task_prompts(task: Task, which: str) -> list[PromptRow]:
     ps = getattr(task, which)
-    return read_prompts(Path(task.path).parent / ps.file, ps.sha256)
+    return read_prompts(ps.path(Path(task.path).parent), ps.sha256)
 
 
 UTILITY = "utility"  # the work unit that measures utility (retain rate, Frechet distance), beside the probes
@@ -312,8 +312,10 @@ def assemble(suite: Suite, task: Task, sub: Submission, parts: list[PartOutcome]
         "task": {
             "name": t.name, "version": t.version, "sha256": t.sha256,
             "concepts": [{"name": c.name, "kind": c.kind, "prompt": c.prompt, "label": c.label} for c in t.concepts],
-            "attack_prompts": {"file": t.attack_prompts.file, "sha256": t.attack_prompts.sha256},
-            "retain_prompts": {"file": t.retain_prompts.file, "sha256": t.retain_prompts.sha256},
+            "attack_prompts": {"file": t.attack_prompts.file or t.attack_prompts.source.url,
+                               "sha256": t.attack_prompts.sha256},
+            "retain_prompts": {"file": t.retain_prompts.file or t.retain_prompts.source.url,
+                               "sha256": t.retain_prompts.sha256},
             "classifiers": classifiers,
             "generation": {"scheduler": t.generation.scheduler, "steps": t.generation.steps,
                            "guidance": t.generation.guidance, "height": t.generation.height,
