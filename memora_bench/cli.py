@@ -34,6 +34,13 @@ def build_cli() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print a JSON summary")
     ev.add_argument("--profile", action="store_true",
                     help="also print seconds per stage, images generated and cached, and model evaluations")
+    ev.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local: run here (default); ray: each probe of each (submission, task) as a Ray task")
+    ev.add_argument("--address", default=None,
+                    help="Ray cluster address (default: $RAY_ADDRESS, else a Ray instance started on this machine)")
+    ev.add_argument("--gpus-per-unit", type=float, default=0.0, help="GPUs each Ray task requests (default: 0)")
+    ev.add_argument("--cpus-per-unit", type=int, default=None,
+                    help="CPUs (torch threads) each Ray task requests (default: this process's torch threads)")
 
     va = sub.add_parser("validate", help="check task cards, suites and submissions; report every problem")
     va.add_argument("paths", nargs="*", help="files or submission folders (default: everything in the repository)")

@@ -86,8 +86,17 @@ def evaluate(args) -> int:
         return EXIT_BAD_INPUT
 
     out = Path(args.out)
+    ray_options = None
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            _err(["--executor ray needs Ray: pip install 'memora-bench[ray]'"])
+            return EXIT_BAD_INPUT
+        ray_options = {"address": args.address, "gpus_per_unit": args.gpus_per_unit,
+                       "cpus_per_unit": args.cpus_per_unit}
     report = run(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
-                 progress=not args.json and sys.stderr.isatty())
+                 progress=not args.json and sys.stderr.isatty(), executor=args.executor, ray_options=ray_options)
     summary = _summary(report)
     if args.profile:
         summary["profile"] = _profile(summary)

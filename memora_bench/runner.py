@@ -1,4 +1,4 @@
-"""Work units: one (submission, task) at a time, every probe of the suite, one result file each.
+"""Work units: one (submission, task), every probe of the suite and the utility measures, one result file each.
 
 A unit loads nothing it does not need: images come from the content-addressed cache, and the model is
 loaded only when an image is missing. A unit is done when its result file exists (``--overwrite never``).
@@ -251,32 +251,59 @@ def environment() -> dict:
 
 def task_prompts(task: Task, which: str) -> list[PromptRow]:
     ps = getattr(task, which)
-    return read_prompts(Path(task.path).parent / ps.file, ps.sha256)
+    return read_prompts(ps.path(Path(task.path).parent), ps.sha256)
 
 
-def run_unit(unit: Unit, out: Path) -> Path:
-    """Every probe of the suite and the utility measures for one (submission, task); writes the result."""
+UTILITY = "utility"  # the work unit that measures utility (retain rate, Frechet distance), beside the probes
+
+
+@dataclass
+class PartOutcome:
+    """What one part of a (submission, task) produced: a probe's result, or the utility measures."""
+
+    name: str
+    result: dict
+    lines: list[dict]
+    seconds: dict  # wall_s, cpu_s of this part
+
+
+def unit_parts(suite: Suite) -> list[str]:
+    """The work units of one (submission, task): each probe of the suite, then the utility measures."""
+    return [p.name for p in suite.probes] + [UTILITY]
+
+
+def run_part(unit: Unit, part: str) -> PartOutcome:
+    """Run one probe (or the utility measures) for ``unit``; pure in its result: only seconds vary."""
+    from memora_bench import utility
+
+    w, c = time.perf_counter(), time.process_time()
+    if part == UTILITY:
+        result, lines = utility.run(unit)
+    else:
+        params = {p.name: p.params for p in unit.suite.probes}[part]
+        result, lines = load_probe(part)(unit, dict(params))
+    # a part's seconds are its cost in this run (a warm cache makes them small), hence under timing
+    return PartOutcome(part, result, lines, {"wall_s": round(time.perf_counter() - w, 3),
+                                             "cpu_s": round(time.process_time() - c, 3)})
+
+
+def task_classifiers(unit: Unit) -> list[dict]:
+    out = []
+    for ref in unit.task.classifiers:
+        clf = unit.classifier(ref.name)
+        out.append({"name": ref.name, "id": clf.id, "sha256": clf.sha256, "threshold": ref.threshold})
+    return out
+
+
+def assemble(suite: Suite, task: Task, sub: Submission, parts: list[PartOutcome], classifiers: list[dict],
+             timing: dict) -> tuple[dict, list[dict]]:
+    """The result file's content and its image lines from the parts of one (submission, task)."""
     from datetime import datetime, timezone
 
-    from memora_bench import utility
-    from memora_bench.results import write_result
-
-    wall0 = time.perf_counter()
-    probes, lines, probe_seconds = {}, [], {}
-    for probe in unit.suite.probes:
-        w, c = time.perf_counter(), time.process_time()
-        result, probe_lines = load_probe(probe.name)(unit, dict(probe.params))
-        # a probe's seconds are its cost in this run (a warm cache makes them small), hence under timing
-        probe_seconds[probe.name] = {"wall_s": round(time.perf_counter() - w, 3), "cpu_s": round(time.process_time() - c, 3)}
-        probes[probe.name] = result
-        lines += probe_lines
-    util, util_lines = utility.run(unit)
-    lines += util_lines
-    t, s, sub = unit.task, unit.suite, unit.submission
-    classifiers = []
-    for ref in t.classifiers:
-        clf = unit.classifier(ref.name)
-        classifiers.append({"name": ref.name, "id": clf.id, "sha256": clf.sha256, "threshold": ref.threshold})
+    by_name = {p.name: p for p in parts}
+    probes = {p.name: by_name[p.name].result for p in suite.probes}
+    lines = [line for p in suite.probes for line in by_name[p.name].lines] + by_name[UTILITY].lines
+    t, s = task, suite
     result = {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -285,8 +312,10 @@ def run_unit(unit: Unit, out: Path) -> Path:
         "task": {
             "name": t.name, "version": t.version, "sha256": t.sha256,
             "concepts": [{"name": c.name, "kind": c.kind, "prompt": c.prompt, "label": c.label} for c in t.concepts],
-            "attack_prompts": {"file": t.attack_prompts.file, "sha256": t.attack_prompts.sha256},
-            "retain_prompts": {"file": t.retain_prompts.file, "sha256": t.retain_prompts.sha256},
+            "attack_prompts": {"file": t.attack_prompts.file or t.attack_prompts.source.url,
+                               "sha256": t.attack_prompts.sha256},
+            "retain_prompts": {"file": t.retain_prompts.file or t.retain_prompts.source.url,
+                               "sha256": t.retain_prompts.sha256},
             "classifiers": classifiers,
             "generation": {"scheduler": t.generation.scheduler, "steps": t.generation.steps,
                            "guidance": t.generation.guidance, "height": t.generation.height,
@@ -300,11 +329,23 @@ def run_unit(unit: Unit, out: Path) -> Path:
                 "path": sub.checkpoint.path, "sha256": sub.checkpoint.sha256, "component": sub.checkpoint.component},
         },
         "probes": probes,
-        "utility": util,
+        "utility": by_name[UTILITY].result,
         "environment": environment(),
-        "timing": {"stages": unit.timer.rounded(), "probes": probe_seconds,
-                   "total_wall_s": round(time.perf_counter() - wall0, 3), **unit.counters},
+        "timing": {**timing, "probes": {p.name: by_name[p.name].seconds for p in suite.probes}},
     }
+    return result, lines
+
+
+def run_unit(unit: Unit, out: Path) -> Path:
+    """Every probe of the suite and the utility measures for one (submission, task), in this process, on one
+    shared :class:`Unit` (models load once); writes the result."""
+    from memora_bench.results import write_result
+
+    wall0 = time.perf_counter()
+    parts = [run_part(unit, part) for part in unit_parts(unit.suite)]
+    timing = {"executor": "local", "stages": unit.timer.rounded(),
+              "total_wall_s": round(time.perf_counter() - wall0, 3), **unit.counters}
+    result, lines = assemble(unit.suite, unit.task, unit.submission, parts, task_classifiers(unit), timing)
     return write_result(out, result, lines)
 
 
@@ -323,14 +364,18 @@ class EvalReport:
 
 
 def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out: Path, cache: Cache,
-             overwrite: str = "never", progress: bool = True) -> EvalReport:
+             overwrite: str = "never", progress: bool = True, executor: str = "local",
+             ray_options: dict | None = None) -> EvalReport:
     """Run every (submission, task) that applies; keep going on error and report all failures.
 
     A submission runs the tasks it declares; a control (no unlearning) runs every task on its base model.
+    ``executor="local"`` runs them here, one after the other; ``"ray"`` runs each part (probe, utility) of
+    each as a Ray task (:mod:`memora_bench.executors`) and writes the same result files.
     """
     from memora_bench.results import result_paths
 
     report = EvalReport()
+    jobs: list[tuple[Submission, Task]] = []
     for sub in submissions:
         if not any(applies(sub, task) for task in tasks):
             report.failed.append((sub.name, "-", f"none of the suite's tasks ({', '.join(t.name for t in tasks)}) "
@@ -346,9 +391,18 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
                 report.failed.append((sub.name, task.name, f"the submission's base model {sub.base_model.id!r} is "
                                       f"not the task's {task.base_model.id!r}"))
                 continue
-            unit = Unit(suite, task, sub, cache, overwrite, progress)
-            try:
-                report.written.append(run_unit(unit, out))
-            except Exception as err:  # one failing unit must not stop the others
-                report.failed.append((sub.name, task.name, f"{type(err).__name__}: {err}"))
+            jobs.append((sub, task))
+    if executor == "ray":
+        from memora_bench.executors import run_on_ray
+
+        run_on_ray(suite, jobs, out, cache, overwrite, report, **(ray_options or {}))
+        return report
+    if executor != "local":
+        raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
+    for sub, task in jobs:
+        unit = Unit(suite, task, sub, cache, overwrite, progress)
+        try:
+            report.written.append(run_unit(unit, out))
+        except Exception as err:  # one failing unit must not stop the others
+            report.failed.append((sub.name, task.name, f"{type(err).__name__}: {err}"))
     return report

@@ -56,8 +56,17 @@ class Concept:
 
 @dataclass(frozen=True)
 class PromptSet:
-    file: str  # relative to the card's folder
-    sha256: str
+    sha256: str  # of the file (for a fetched set: of the converted file)
+    file: str = ""  # relative to the card's folder; empty when the set is fetched from ``source``
+    source: Any = None  # a memora_bench.prompt_sources.PromptSource: a set published elsewhere, fetched on first use
+
+    def path(self, card_dir: Path) -> Path:
+        """Where the set's prompt CSV is read from (a fetched set: the cache, fetched now if missing)."""
+        if self.source is None:
+            return Path(card_dir) / self.file
+        from memora_bench.prompt_sources import materialise
+
+        return materialise(self.source, self.sha256)
 
 
 @dataclass(frozen=True)
@@ -268,7 +277,21 @@ def load_task(path: Path) -> Task:
     sets = {}
     for key in ("attack_prompts", "retain_prompts"):
         pm = r.mapping(m.get(key, {}), key, _keys(PromptSet), _required(PromptSet)) if key in m else {}
-        sets[key] = PromptSet(r.get(pm, "file", str, f"{key}.file", ""), r.get(pm, "sha256", str, f"{key}.sha256", ""))
+        source = None
+        if "source" in pm:
+            from dataclasses import fields as dc_fields
+
+            from memora_bench.prompt_sources import PromptSource
+
+            names = {f.name for f in dc_fields(PromptSource)}
+            sm = r.mapping(pm["source"], f"{key}.source", names, {"url", "concept"})
+            kw = {k: v for k, v in sm.items() if k in names and isinstance(v, (str, int, float))}
+            source = PromptSource(**kw) if {"url", "concept"} <= set(kw) else None
+        ps = PromptSet(r.get(pm, "sha256", str, f"{key}.sha256", ""), r.get(pm, "file", str, f"{key}.file", ""), source)
+        if pm and bool(ps.file) == (source is not None):
+            problems.append(f"{path}: '{key}' needs exactly one of 'file' (a CSV beside the card) or 'source' "
+                            f"(a set fetched on first use)")
+        sets[key] = ps
     classifiers = []
     from memora_bench.classifiers.registry import CLASSIFIERS
 
@@ -310,8 +333,16 @@ def load_task(path: Path) -> Task:
     labels = {c.label for c in concepts}
     for key in ("attack_prompts", "retain_prompts"):
         ps = getattr(task, key)
-        if ps.file:
+        if ps.source is not None:
+            from memora_bench.prompt_sources import cached_path
+
+            fetched = cached_path(ps.sha256)  # checked here once fetched; before that, when first used
+            rows = read_prompts(fetched, ps.sha256, problems) if fetched.exists() else []
+        elif ps.file:
             rows = read_prompts(path.parent / ps.file, ps.sha256, problems)
+        else:
+            rows = []
+        if rows:
             if key == "attack_prompts":
                 for row in rows:
                     if row.concept not in labels:

@@ -1,0 +1,105 @@
+"""Prompt sets published elsewhere, fetched on first use.
+
+The SD-1.4 tasks score the prompt lists the papers used (UnlearnDiffAtk's per-concept CSVs, I2P's nudity
+prompts). A card names such a set by a URL pinned to a commit, the upstream column of each of our columns,
+and the sha256 of the set *after conversion* to this project's prompt CSV (id, prompt, seed, guidance,
+concept). The converted file is kept in the cache folder, under its sha256, so a set is fetched once per
+machine; a conversion that does not reproduce the pinned sha256 is an error, never a silent change of the
+prompts a result was scored on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+FETCH_TIMEOUT_S = 60
+
+
+class PromptSourceError(RuntimeError):
+    """A prompt set could not be fetched or does not convert to its pinned content."""
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """Where a prompt set lives and which upstream column becomes which of ours."""
+
+    url: str  # pinned to a commit or revision; file:// works too
+    concept: str  # the classifier label every row is scored against
+    id: str = "case_number"
+    prompt: str = "prompt"
+    seed: str = "evaluation_seed"
+    guidance: str = ""  # upstream guidance column; empty: every row gets default_guidance
+    default_guidance: float = 7.5
+    id_prefix: str = ""
+
+
+def cache_root() -> Path:
+    """The folder fetched prompt sets are kept in: ``$MEMORA_BENCH_CACHE`` or ``.cache/memora-bench``."""
+    from memora_bench.paths import repo_root
+
+    env = os.environ.get("MEMORA_BENCH_CACHE")
+    return Path(env) if env else repo_root() / ".cache" / "memora-bench"
+
+
+def cached_path(sha256: str, root: Path | None = None) -> Path:
+    return (root or cache_root()) / "prompts" / f"{sha256}.csv"
+
+
+def convert(text: str, src: PromptSource) -> str:
+    """The upstream CSV ``text`` as this project's prompt CSV (rows in upstream order)."""
+    from memora_bench.specs import prompts_csv
+
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    wanted = [c for c in (src.id, src.prompt, src.seed, src.guidance) if c]
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise PromptSourceError(f"{src.url}: no column(s) {missing}; it has {header}")
+    rows = []
+    for line, rec in enumerate(reader, start=2):
+        try:
+            seed = int(float(rec[src.seed]))
+            guidance = float(rec[src.guidance]) if src.guidance else src.default_guidance
+        except (TypeError, ValueError) as err:
+            raise PromptSourceError(f"{src.url}:{line}: bad seed or guidance ({err})") from err
+        rows.append({"id": f"{src.id_prefix}{rec[src.id]}", "prompt": rec[src.prompt], "seed": seed,
+                     "guidance": guidance, "concept": src.concept})
+    if not rows:
+        raise PromptSourceError(f"{src.url}: no rows")
+    return prompts_csv(rows)
+
+
+def fetch(url: str, timeout: float = FETCH_TIMEOUT_S) -> str:
+    """The text at ``url`` (UTF-8)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (pinned https or file URLs)
+            raw = resp.read()
+    except OSError as err:
+        raise PromptSourceError(f"cannot fetch {url}: {err}") from err
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PromptSourceError(f"{url}: not UTF-8 text") from err
+
+
+def materialise(src: PromptSource, sha256: str, root: Path | None = None) -> Path:
+    """The converted prompt file for ``src``, fetching and converting it on first use; checked against ``sha256``."""
+    from memora_bench.cache import atomic_write_text
+    from memora_bench.specs import sha256_bytes
+
+    path = cached_path(sha256, root)
+    if path.exists():
+        return path
+    text = convert(fetch(src.url), src)
+    digest = sha256_bytes(text.encode("utf-8"))
+    if digest != sha256:
+        raise PromptSourceError(f"{src.url}: converted prompt set has sha256 {digest}, the card pins {sha256} "
+                                f"(the upstream file or the column mapping changed)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return path

@@ -1,0 +1,46 @@
+"""`evaluate --executor ray` on a local Ray instance writes the same result files as a local run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memora_bench.paths import repo_root
+from memora_bench.results import load_result, stable_part
+
+ROOT = repo_root()
+SMALL_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-small.yaml"
+
+
+
+def _evaluate(out: Path, cache: Path, *extra) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
+    return subprocess.run([sys.executable, "-m", "memora_bench.cli", "evaluate", "original",
+                           "--suite", str(SMALL_SUITE), "--out", str(out), "--cache-dir", str(cache), "--json",
+                           *extra], capture_output=True, text=True, env=env, timeout=1200)
+
+
+@pytest.mark.slow
+def test_ray_run_matches_local_run_byte_for_byte(tmp_path):
+    local = _evaluate(tmp_path / "local", tmp_path / "cache-local")
+    assert local.returncode == 0, local.stderr
+    # a separate, cold cache: the Ray tasks compute everything themselves
+    ray = _evaluate(tmp_path / "ray", tmp_path / "cache-ray", "--executor", "ray")
+    assert ray.returncode == 0, ray.stderr
+    files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.json*"))
+    assert len(files) == 2  # the result and its image lines (one job: two Ray tasks, plain and utility)
+    for rel in files:
+        a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
+        if rel.suffix == ".jsonl":
+            assert a.read_bytes() == b.read_bytes(), rel
+        else:
+            ra, rb = load_result(a), load_result(b)
+            assert stable_part(ra) == stable_part(rb), rel
+            assert set(rb["timing"]["probes"]) == set(rb["probes"])
+            assert (ra["timing"]["executor"], rb["timing"]["executor"]) == ("local", "ray")
+    assert json.loads(ray.stdout)["results"]
