@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from memora_bench.cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
-from memora_bench.paths import repo_root
+from memora_bench.paths import default_cache_dir, repo_root  # noqa: F401 (default_cache_dir: used by cli)
 from memora_bench.specs import SpecError, load_submission, load_suite, load_task
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("MEMORA_BENCH_CACHE", repo_root() / ".cache" / "memora-bench"))
 
 
 def resolve(kind: str, ref: str) -> Path:

@@ -19,3 +19,9 @@ def repo_root() -> Path:
 def world_dir() -> Path:
     """The shipped miniature world (base pipeline, oracles, classifiers, model card)."""
     return repo_root() / "world"
+
+
+def default_cache_dir() -> Path:
+    """The cache folder when none is given: ``$MEMORA_BENCH_CACHE``, else ``.cache/memora-bench`` in the repository."""
+    env = os.environ.get("MEMORA_BENCH_CACHE")
+    return Path(env) if env else repo_root() / ".cache" / "memora-bench"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,16 +37,11 @@ class PromptSource:
     id_prefix: str = ""
 
 
-def cache_root() -> Path:
-    """The folder fetched prompt sets are kept in: ``$MEMORA_BENCH_CACHE`` or ``.cache/memora-bench``."""
-    from memora_bench.paths import repo_root
-
-    env = os.environ.get("MEMORA_BENCH_CACHE")
-    return Path(env) if env else repo_root() / ".cache" / "memora-bench"
-
-
 def cached_path(sha256: str, root: Path | None = None) -> Path:
-    return (root or cache_root()) / "prompts" / f"{sha256}.csv"
+    """Where a fetched set is kept: ``prompts/<sha256>.csv`` in the default cache folder (or ``root``)."""
+    from memora_bench.paths import default_cache_dir
+
+    return (root or default_cache_dir()) / "prompts" / f"{sha256}.csv"
 
 
 def convert(text: str, src: PromptSource) -> str:
