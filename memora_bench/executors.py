@@ -15,8 +15,12 @@ import time
 from pathlib import Path
 
 
-def _run_part_remote(suite, task, sub, cache_root: str, overwrite: str, part: str, threads: int):
+def _run_part_remote(suite, task, sub, cache_root: str, overwrite: str, part: str, threads: int, device: str):
+    import os
+
     import torch
+
+    os.environ["MEMORA_BENCH_DEVICE"] = device  # the driver's device choice, whatever the worker's environment
 
     from memora_bench.cache import Cache
     from memora_bench.runner import UTILITY, Unit, run_part, task_classifiers
@@ -49,14 +53,15 @@ def run_on_ray(suite, jobs, out: Path, cache, overwrite: str, report, address: s
     import torch
 
     from memora_bench.results import write_result
-    from memora_bench.runner import UTILITY, assemble, unit_parts
+    from memora_bench.runner import UTILITY, assemble, compute_device, unit_parts
 
     threads = cpus_per_unit or torch.get_num_threads()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(_run_part_remote).options(num_cpus=threads, num_gpus=gpus_per_unit)
     t0 = time.perf_counter()
-    pending = [(sub, task, [remote.remote(suite, task, sub, str(cache.root), overwrite, part, threads)
+    pending = [(sub, task, [remote.remote(suite, task, sub, str(cache.root), overwrite, part, threads,
+                                          compute_device())
                             for part in unit_parts(suite)]) for sub, task in jobs]
     for sub, task, refs in pending:
         try:

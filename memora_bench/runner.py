@@ -63,8 +63,34 @@ class Model:
     def pipeline(self, timer: "StageTimer", stage: str = "load_model"):
         if self._pipe is None:
             with timer(stage):
-                self._pipe = self.loader()
+                self._pipe = self.loader().to(compute_device())
         return self._pipe
+
+
+def _device_name() -> str:
+    import torch
+
+    dev = torch.device(compute_device())
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+
+
+def compute_device() -> str:
+    """Where models run: ``$MEMORA_BENCH_DEVICE`` if set (``cpu``, ``cuda``, ``cuda:1``), else the CPU.
+
+    The miniature suite's reference results are CPU results; a GPU is opted into explicitly, and the device
+    is recorded in every result's environment."""
+    import os
+
+    import torch
+
+    name = os.environ.get("MEMORA_BENCH_DEVICE", "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"MEMORA_BENCH_DEVICE={name!r} is not a torch device ({err})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MEMORA_BENCH_DEVICE={name!r} but torch sees no CUDA device on this machine")
+    return name
 
 
 def submission_model(sub: Submission) -> Model:
@@ -244,7 +270,7 @@ def environment() -> dict:
     return {
         "memora_bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
         "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-        "numpy": np.__version__, "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
+        "numpy": np.__version__, "device": _device_name(),
         "torch_threads": torch.get_num_threads(), "micro_batch": MICRO_BATCH,
     }
 

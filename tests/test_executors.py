@@ -44,3 +44,19 @@ def test_ray_run_matches_local_run_byte_for_byte(tmp_path):
             assert set(rb["timing"]["probes"]) == set(rb["probes"])
             assert (ra["timing"]["executor"], rb["timing"]["executor"]) == ("local", "ray")
     assert json.loads(ray.stdout)["results"]
+
+
+def test_compute_device_is_cpu_unless_asked(monkeypatch):
+    from memora_bench.runner import compute_device
+
+    monkeypatch.delenv("MEMORA_BENCH_DEVICE", raising=False)
+    assert compute_device() == "cpu"
+    monkeypatch.setenv("MEMORA_BENCH_DEVICE", "no-such-device")
+    with pytest.raises(ValueError, match="is not a torch device"):
+        compute_device()
+    import torch
+
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("MEMORA_BENCH_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            compute_device()

@@ -112,7 +112,7 @@ def training_images(unit, attacked, concept, originals: list[dict], p: MemoraPar
         return keys, cached
     pipe = attacked.pipeline(unit.timer)
     with unit.timer("memora_inversion"):
-        x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
         with torch.inference_mode():
             z0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
             cond = encode_prompts(pipe, [concept.prompt])
@@ -146,7 +146,7 @@ def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: lis
     if all(s is not None for s in states.values()):
         return {b: {"state": s, "key": key_of[b]} for b, s in states.items()}
     pipe = attacked.pipeline(unit.timer)
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
     with torch.inference_mode():
         post = pipe.vae.encode(x).latent_dist
         sf = pipe.vae.config.scaling_factor
