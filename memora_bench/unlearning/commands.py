@@ -54,5 +54,32 @@ def build_cmd(args) -> int:
     return EXIT_OK
 
 
+def table_cmd(args) -> int:
+    from pathlib import Path
+
+    from memora_bench.unlearning import table
+
+    results = Path(args.results)
+    if not results.is_dir():
+        print(f"error: {results} is not a folder of results", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rows = table.rows(results, repo_root() / "baselines")
+    if not rows:
+        print(f"error: no result files under {results} (<submission>/<task>.json)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = table.markdown(rows)
+    if args.write:
+        try:
+            table.write_into(Path(args.write), text)
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"[baselines] table of {len(rows)} results written into {args.write}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
 def run(args) -> int:
-    return ls(args) if args.baselines_command == "ls" else build_cmd(args)
+    handlers = {"ls": ls, "build": build_cmd, "table": table_cmd}
+    return handlers[args.baselines_command](args)
