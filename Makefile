@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow bench gate world leaderboard chromium clean-venv
+.PHONY: demo test test-slow bench gate world baselines leaderboard chromium clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ gate: $(VENV)/.installed
 	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results runs/gate --exact
 
 # The committed leaderboard site, rebuilt from the committed results (images from the local cache, if any).
+# Build every baseline not yet built (fixed seeds), evaluate every baseline and control with mini-v1 into
+# results/mini-v1 (a result already there is kept), and regenerate the table of docs/baselines.md.
+baselines: $(VENV)/.installed
+	$(BIN)/memora-bench baselines build all --skip-built
+	$(BIN)/memora-bench evaluate original oracle $$(cd baselines && ls -d */ | tr -d /) --suite mini-v1 --out results/mini-v1
+	$(BIN)/memora-bench baselines table results/mini-v1 --write docs/baselines.md
+
 leaderboard: $(VENV)/.installed
 	$(BIN)/memora-bench leaderboard results/mini-v1 --out leaderboard
 

@@ -88,6 +88,8 @@ def build_cli() -> argparse.ArgumentParser:
     bb.add_argument("names", nargs="+", metavar="NAME", help="recipe names (see `baselines ls`), or 'all'")
     bb.add_argument("--task", action="append", help="miniature task (repeatable; default: every miniature task)")
     bb.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    bb.add_argument("--skip-built", action="store_true",
+                    help="leave checkpoints that already have a build.json (resume an interrupted 'all')")
     bt = bsub.add_parser("table", help="the baselines table (plain rate, retained accuracy, Frechet, build time)")
     bt.add_argument("results", help="a results folder (<submission>/<task>.json), e.g. results/mini-v1")
     bt.add_argument("--write", metavar="DOC", default=None,

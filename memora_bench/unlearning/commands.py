@@ -45,8 +45,11 @@ def build_cmd(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = repo_root()
-    for name in names:
-        for task in tasks:
+    for task in tasks:  # task by task: a first complete table early
+        for name in names:
+            if args.skip_built and (root / "baselines" / folder_name(name, task) / "build.json").exists():
+                print(f"[baselines] {folder_name(name, task)} already built (--skip-built)")
+                continue
             print(f"[baselines] building {name} for {task}")
             record = build(name, task, root)
             print(f"[baselines] {folder_name(name, task)}: {record['tensors']} tensors, {record['bytes'] / 1e6:.2f} MB, "
