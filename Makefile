@@ -40,7 +40,6 @@ gate: $(VENV)/.installed
 	$(BIN)/memora-bench evaluate demo-ablate-seven --out runs/gate --cache-dir runs/gate-cache
 	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results runs/gate --exact
 
-# The committed leaderboard site, rebuilt from the committed results (images from the local cache, if any).
 # Build every baseline not yet built (fixed seeds), evaluate every baseline and control with mini-v1 into
 # results/mini-v1 (a result already there is kept), and regenerate the table of docs/baselines.md.
 baselines: $(VENV)/.installed
@@ -48,6 +47,7 @@ baselines: $(VENV)/.installed
 	$(BIN)/memora-bench evaluate original oracle $$(cd baselines && ls -d */ | tr -d /) --suite mini-v1 --out results/mini-v1
 	$(BIN)/memora-bench baselines table results/mini-v1 --write docs/baselines.md
 
+# The committed leaderboard site, rebuilt from the committed results (images from the local cache, if any).
 leaderboard: $(VENV)/.installed
 	$(BIN)/memora-bench leaderboard results/mini-v1 --out leaderboard
 
