@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow bench gate world leaderboard chromium clean-venv
+.PHONY: demo test test-slow bench gate world baselines leaderboard chromium clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ gate: $(VENV)/.installed
 	rm -rf runs/gate
 	$(BIN)/memora-bench evaluate demo-ablate-seven --out runs/gate --cache-dir runs/gate-cache
 	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results runs/gate --exact
+
+# Build every baseline not yet built (fixed seeds), evaluate every baseline and control with mini-v1 into
+# results/mini-v1 (a result already there is kept), and regenerate the table of docs/baselines.md.
+baselines: $(VENV)/.installed
+	$(BIN)/memora-bench baselines build all --skip-built
+	$(BIN)/memora-bench evaluate original oracle $$(cd baselines && ls -d */ | tr -d /) --suite mini-v1 --out results/mini-v1
+	$(BIN)/memora-bench baselines table results/mini-v1 --write docs/baselines.md
 
 # The committed leaderboard site, rebuilt from the committed results (images from the local cache, if any).
 leaderboard: $(VENV)/.installed

@@ -101,5 +101,5 @@ class Cache:
         from safetensors.torch import save
 
         p = self.path("tensors", key, ".safetensors")
-        atomic_write_bytes(p, save({k: v.contiguous() for k, v in tensors.items()}))
+        atomic_write_bytes(p, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
         return p

@@ -80,7 +80,7 @@ def build_cli() -> argparse.ArgumentParser:
     lb.add_argument("--cache-dir", default=None,
                     help="image cache to copy image strips from (default: $MEMORA_BENCH_CACHE or .cache/memora-bench)")
 
-    bl = sub.add_parser("baselines", help="published unlearning methods on the miniature world: list or rebuild")
+    bl = sub.add_parser("baselines", help="published unlearning methods on the miniature world: list, rebuild, tabulate")
     bsub = bl.add_subparsers(dest="baselines_command", required=True)
     bls = bsub.add_parser("ls", help="the recipes and the checkpoints built from them")
     bls.add_argument("--json", action="store_true")
@@ -88,6 +88,12 @@ def build_cli() -> argparse.ArgumentParser:
     bb.add_argument("names", nargs="+", metavar="NAME", help="recipe names (see `baselines ls`), or 'all'")
     bb.add_argument("--task", action="append", help="miniature task (repeatable; default: every miniature task)")
     bb.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    bb.add_argument("--skip-built", action="store_true",
+                    help="leave checkpoints that already have a build.json (resume an interrupted 'all')")
+    bt = bsub.add_parser("table", help="the baselines table (plain rate, retained accuracy, Frechet, build time)")
+    bt.add_argument("results", help="a results folder (<submission>/<task>.json), e.g. results/mini-v1")
+    bt.add_argument("--write", metavar="DOC", default=None,
+                    help="replace the table between the markers of this file (e.g. docs/baselines.md)")
     return parser
 
 

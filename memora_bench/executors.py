@@ -15,8 +15,13 @@ import time
 from pathlib import Path
 
 
-def _run_part_remote(suite, task, sub, cache_root: str, overwrite: str, part: str, threads: int):
+def _run_part_remote(suite, task, sub, cache_root: str, overwrite: str, part: str, threads: int, device: str,
+                     *after):  # ``after``: results of the parts this one waits for (Ray resolves them first)
+    import os
+
     import torch
+
+    os.environ["MEMORA_BENCH_DEVICE"] = device  # the driver's device choice, whatever the worker's environment
 
     from memora_bench.cache import Cache
     from memora_bench.runner import UTILITY, Unit, run_part, task_classifiers
@@ -49,15 +54,30 @@ def run_on_ray(suite, jobs, out: Path, cache, overwrite: str, report, address: s
     import torch
 
     from memora_bench.results import write_result
-    from memora_bench.runner import UTILITY, assemble, unit_parts
+    from memora_bench.runner import SHARD_SEP, UTILITY, assemble, compute_device, part_shards, unit_parts
 
     threads = cpus_per_unit or torch.get_num_threads()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(_run_part_remote).options(num_cpus=threads, num_gpus=gpus_per_unit)
     t0 = time.perf_counter()
-    pending = [(sub, task, [remote.remote(suite, task, sub, str(cache.root), overwrite, part, threads)
-                            for part in unit_parts(suite)]) for sub, task in jobs]
+    device, shards = compute_device(), part_shards(suite)
+
+    def submit(sub, task, part, after=()):
+        # a sharded probe's own part reads what its shards just wrote, even under --overwrite always
+        ow = "never" if after and SHARD_SEP not in part else overwrite
+        return remote.remote(suite, task, sub, str(cache.root), ow, part, threads, device, *after)
+
+    pending = []
+    for sub, task in jobs:
+        refs = []
+        for part in unit_parts(suite):
+            after = []
+            for wave in shards.get(part, []):  # a sharded probe: its waves of shards, then the probe itself
+                after = [submit(sub, task, shard, after) for shard in wave]
+                refs += after
+            refs.append(submit(sub, task, part, after))
+        pending.append((sub, task, refs))
     for sub, task, refs in pending:
         try:
             got = ray.get(refs)

@@ -63,8 +63,34 @@ class Model:
     def pipeline(self, timer: "StageTimer", stage: str = "load_model"):
         if self._pipe is None:
             with timer(stage):
-                self._pipe = self.loader()
+                self._pipe = self.loader().to(compute_device())
         return self._pipe
+
+
+def _device_name() -> str:
+    import torch
+
+    dev = torch.device(compute_device())
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+
+
+def compute_device() -> str:
+    """Where models run: ``$MEMORA_BENCH_DEVICE`` if set (``cpu``, ``cuda``, ``cuda:1``), else the CPU.
+
+    The miniature suite's reference results are CPU results; a GPU is opted into explicitly, and the device
+    is recorded in every result's environment."""
+    import os
+
+    import torch
+
+    name = os.environ.get("MEMORA_BENCH_DEVICE", "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"MEMORA_BENCH_DEVICE={name!r} is not a torch device ({err})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MEMORA_BENCH_DEVICE={name!r} but torch sees no CUDA device on this machine")
+    return name
 
 
 def submission_model(sub: Submission) -> Model:
@@ -200,8 +226,11 @@ class Unit:
 
 
 def load_probe(name: str) -> Callable:
-    module, attr = PROBES[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return getattr(load_probe_module(name), PROBES[name].split(":")[1])
+
+
+def load_probe_module(name: str):
+    return importlib.import_module(PROBES[name].split(":")[0])
 
 
 def hits_by_prompt(records: list[dict]) -> list[np.ndarray]:
@@ -244,7 +273,7 @@ def environment() -> dict:
     return {
         "memora_bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
         "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-        "numpy": np.__version__, "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
+        "numpy": np.__version__, "device": _device_name(),
         "torch_threads": torch.get_num_threads(), "micro_batch": MICRO_BATCH,
     }
 
@@ -272,12 +301,34 @@ def unit_parts(suite: Suite) -> list[str]:
     return [p.name for p in suite.probes] + [UTILITY]
 
 
+SHARD_SEP = "#"  # "memora#seed=1": a shard of a probe's work (see part_shards)
+
+
+def part_shards(suite: Suite) -> dict[str, list[list[str]]]:
+    """For each probe that can spread its work: the shards an executor runs before the probe's own part, in
+    waves (each wave after the previous; the shards of a wave side by side). MemoRa: its shared stages, then
+    one shard per attack seed. The probe's part then assembles its result from the cache."""
+    out = {}
+    for p in suite.probes:
+        shards = getattr(load_probe_module(p.name), "shards", None)
+        if shards is not None:
+            names = [f"{p.name}{SHARD_SEP}{s}" for s in shards(dict(p.params))]
+            out[p.name] = [names[:1], names[1:]]
+    return out
+
+
 def run_part(unit: Unit, part: str) -> PartOutcome:
-    """Run one probe (or the utility measures) for ``unit``; pure in its result: only seconds vary."""
+    """Run one probe (or the utility measures, or a probe's shard) for ``unit``; pure in its result: only
+    seconds vary. A shard only fills the cache: its outcome has no result."""
     from memora_bench import utility
 
     w, c = time.perf_counter(), time.process_time()
-    if part == UTILITY:
+    if SHARD_SEP in part:
+        probe, shard = part.split(SHARD_SEP, 1)
+        params = {p.name: p.params for p in unit.suite.probes}[probe]
+        load_probe_module(probe).prefetch(unit, dict(params), shard)
+        result, lines = {}, []
+    elif part == UTILITY:
         result, lines = utility.run(unit)
     else:
         params = {p.name: p.params for p in unit.suite.probes}[part]

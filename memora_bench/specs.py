@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 CONCEPT_KINDS = ("object", "style", "nudity")
-COMPONENTS = ("unet", "text_encoder", "pipeline", "lora", "unet-delta8", "text_encoder-delta8")
+COMPONENTS = ("unet", "text_encoder", "pipeline", "lora", "spm", "unet-delta8", "text_encoder-delta8")
 SCHEDULERS = ("ddim", "lms")
 # The keys of memora_bench.runner.PROBES (a test checks that they agree).
 PROBES = ("plain", "memora", "unlearndiffatk", "ringabell", "concept_inversion")

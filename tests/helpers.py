@@ -74,3 +74,45 @@ def write_result(folder, result: dict):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
     return path
+
+
+def sd14_shaped_pipeline(seed: int = 0):
+    """A tiny random pipeline with Stable Diffusion 1.4's *layout*: the same blocks, layers and module names
+    (so the same state-dict keys and the same SPM / LoRA addresses), with narrow channels.
+
+    SD-1.4's own configs (CompVis/stable-diffusion-v1-4): UNet block_out_channels (320, 640, 1280, 1280),
+    cross_attention_dim 768, attention_head_dim 8; CLIP ViT-L/14 text encoder, 12 layers of width 768; VAE
+    block_out_channels (128, 256, 512, 512). Here every width is 32 or 64 and the text encoder has 2 layers."""
+    import tempfile
+    from pathlib import Path
+
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from memora_bench.world.tokenizer import load_tokenizer, write_tokenizer
+
+    torch.manual_seed(seed)
+    tok = load_tokenizer(write_tokenizer(Path(tempfile.mkdtemp()) / "tok"))
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(32, 32, 64, 64),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=(32,) * 4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=32, sample_size=64,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32,
+    ))
+    pipe = StableDiffusionPipeline(
+        vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tok, unet=unet.eval(),
+        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -15,13 +15,13 @@ from memora_bench.results import load_result, stable_part
 
 ROOT = repo_root()
 SMALL_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-small.yaml"
+MEMORA_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-memora-seeds.yaml"
 
 
-
-def _evaluate(out: Path, cache: Path, *extra) -> subprocess.CompletedProcess:
+def _evaluate(out: Path, cache: Path, *extra, suite: Path = SMALL_SUITE) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
     return subprocess.run([sys.executable, "-m", "memora_bench.cli", "evaluate", "original",
-                           "--suite", str(SMALL_SUITE), "--out", str(out), "--cache-dir", str(cache), "--json",
+                           "--suite", str(suite), "--out", str(out), "--cache-dir", str(cache), "--json",
                            *extra], capture_output=True, text=True, env=env, timeout=1200)
 
 
@@ -44,3 +44,50 @@ def test_ray_run_matches_local_run_byte_for_byte(tmp_path):
             assert set(rb["timing"]["probes"]) == set(rb["probes"])
             assert (ra["timing"]["executor"], rb["timing"]["executor"]) == ("local", "ray")
     assert json.loads(ray.stdout)["results"]
+
+
+def test_memora_shards_are_its_shared_stages_then_one_per_attack_seed():
+    from memora_bench.runner import part_shards
+    from memora_bench.specs import load_suite
+
+    shards = part_shards(load_suite(MEMORA_SUITE))
+    assert shards == {"memora": [["memora#prep"], ["memora#seed=0", "memora#seed=1"]]}
+    assert part_shards(load_suite(SMALL_SUITE)) == {}
+
+
+@pytest.mark.slow
+def test_ray_run_of_memora_shards_by_attack_seed_and_matches_local(tmp_path):
+    """MemoRa on Ray: the shared stages, then each attack seed as its own Ray task, then the probe's part
+    reading the cache; the result equals the local run's."""
+    local = _evaluate(tmp_path / "local", tmp_path / "cache-local", suite=MEMORA_SUITE)
+    assert local.returncode == 0, local.stderr
+    ray = _evaluate(tmp_path / "ray", tmp_path / "cache-ray", "--executor", "ray", suite=MEMORA_SUITE)
+    assert ray.returncode == 0, ray.stderr
+    files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.json*"))
+    assert len(files) == 2
+    for rel in files:
+        a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
+        if rel.suffix == ".jsonl":
+            assert a.read_bytes() == b.read_bytes(), rel
+        else:
+            ra, rb = load_result(a), load_result(b)
+            assert stable_part(ra) == stable_part(rb), rel
+            # the LoRA runs happened in the seed shards: the probe's own part found them cached
+            assert rb["timing"]["stages"]["memora_lora"]["cpu_s"] > 0
+            assert rb["timing"]["probes"]["memora"]["cpu_s"] < rb["timing"]["stages"]["memora_lora"]["cpu_s"]
+
+
+def test_compute_device_is_cpu_unless_asked(monkeypatch):
+    from memora_bench.runner import compute_device
+
+    monkeypatch.delenv("MEMORA_BENCH_DEVICE", raising=False)
+    assert compute_device() == "cpu"
+    monkeypatch.setenv("MEMORA_BENCH_DEVICE", "no-such-device")
+    with pytest.raises(ValueError, match="is not a torch device"):
+        compute_device()
+    import torch
+
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("MEMORA_BENCH_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            compute_device()

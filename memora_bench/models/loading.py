@@ -5,9 +5,14 @@ The component is data, declared in the manifest and never guessed from a file na
 - ``unet``: a full or partial UNet state dict (safetensors, or ``.pt`` read with ``weights_only=True``);
   a partial dict replaces exactly the tensors it names; unknown keys, shape or dtype mismatches and
   non-finite values are errors.
-- ``text_encoder``: the same for the text encoder.
-- ``pipeline``: a diffusers pipeline folder replacing the base model whole.
+- ``text_encoder``: the same for the text encoder, or a ``transformers`` ``CLIPTextModel`` folder
+  (``config.json`` and one weights file, as AdvUnlearn releases its encoders), which must match the base
+  model's text-encoder architecture and hold every tensor.
+- ``pipeline``: a diffusers pipeline folder replacing the base model whole (MACE releases these); ``.bin``
+  weights are accepted only when every one of them loads with ``weights_only=True``.
 - ``lora``: a diffusers / peft LoRA adapter for the UNet, fused at scale 1.
+- ``spm``: an SPM adapter (kohya ``lora_unet_*`` layout), fused at multiplier 1 (see ``models/spm.py``).
+- ``unet-delta8`` / ``text_encoder-delta8``: 8-bit weight changes (``models/delta.py``).
 
 No silent partial load: every problem is collected and raised as one :class:`CheckpointError`.
 """
@@ -108,9 +113,10 @@ def _compvis_hint(key: str) -> str:
     return ""
 
 
-def _override_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], where: str) -> None:
+def _override_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], where: str,
+                     partial: bool = True) -> None:
     reference = module.state_dict()
-    problems = check_state_dict(sd, reference, where)
+    problems = check_state_dict(sd, reference, where, partial=partial)
     if problems:
         raise CheckpointError(problems)
     merged = dict(reference)
@@ -158,19 +164,17 @@ def load_submission_pipeline(submission: Submission, base: BaseModel):
     path = verify_checkpoint_file(submission)
     component = submission.checkpoint.component
     if component == "pipeline":
-        from diffusers import StableDiffusionPipeline
-
-        if not path.is_dir():
-            raise CheckpointError([f"{path}: component 'pipeline' needs a diffusers folder"])
-        pipe = StableDiffusionPipeline.from_pretrained(str(path), dtype=torch.float32, safety_checker=None,
-                                                       requires_safety_checker=False, use_safetensors=True)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return load_pipeline_folder(path)
     pipe = load_base(base)
     if component == "unet":
         _override_module(pipe.unet, read_state_dict(path), str(path))
     elif component == "text_encoder":
-        _override_module(pipe.text_encoder, read_state_dict(path), str(path))
+        te = pipe.text_encoder
+        if path.is_dir():
+            sd = normalise_text_encoder_keys(read_text_encoder_folder(path, te.config), te.state_dict())
+            _override_module(te, sd, str(path), partial=False)
+        else:
+            _override_module(te, normalise_text_encoder_keys(read_state_dict(path), te.state_dict()), str(path))
     elif component in ("unet-delta8", "text_encoder-delta8"):
         from memora_bench.models import delta
 
@@ -178,9 +182,85 @@ def load_submission_pipeline(submission: Submission, base: BaseModel):
         _override_module(module, delta.decode(read_state_dict(path), module.state_dict(), str(path)), str(path))
     elif component == "lora":
         apply_lora(pipe, path)
+    elif component == "spm":
+        from memora_bench.models.spm import fuse_spm
+
+        fuse_spm(pipe.unet, read_state_dict(path if path.is_file() else _single_weights_file(path)), str(path))
     else:
         raise CheckpointError([f"{path}: unknown component {component!r}"])
     return pipe
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+# Architecture fields of a CLIP text encoder that must agree with the base model's (the rest are defaults).
+TEXT_ENCODER_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                       "max_position_embeddings", "hidden_act")
+
+
+def load_pipeline_folder(path: Path):
+    """A diffusers pipeline folder, after checking every pickle-format weight file loads weights-only."""
+    from diffusers import StableDiffusionPipeline
+
+    if not path.is_dir():
+        raise CheckpointError([f"{path}: component 'pipeline' needs a diffusers folder"])
+    if not (path / "model_index.json").is_file():
+        raise CheckpointError([f"{path}: not a diffusers pipeline folder (no model_index.json)"])
+    problems = []
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES[1:]):
+        try:
+            read_state_dict(f)
+        except CheckpointError as err:
+            problems.extend(err.problems)
+    if problems:
+        raise CheckpointError(problems)
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(str(path), dtype=torch.float32, safety_checker=None,
+                                                       requires_safety_checker=False)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError([f"{path}: not a loadable StableDiffusionPipeline folder ({err})"]) from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def read_text_encoder_folder(path: Path, base_config) -> dict[str, torch.Tensor]:
+    """The tensors of a transformers ``CLIPTextModel`` folder whose config matches the base text encoder."""
+    import json
+
+    problems = []
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError([f"{path}: a text-encoder folder needs a readable config.json ({err})"]) from None
+    for field in TEXT_ENCODER_FIELDS:
+        want = getattr(base_config, field, None)
+        if want is not None and config.get(field) != want:
+            problems.append(f"{path / 'config.json'}: {field} is {config.get(field)!r}, the base model's text encoder "
+                            f"has {want!r}")
+    files = [path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
+    if not files:
+        problems.append(f"{path}: no model.safetensors or pytorch_model.bin")
+    if problems:
+        raise CheckpointError(problems)
+    sd = read_state_dict(files[0])
+    # transformers < 4.31 saved the position ids as a tensor; they are a constant buffer now.
+    ids = sd.pop("text_model.embeddings.position_ids", None)
+    if ids is not None and not torch.equal(ids.flatten().long(), torch.arange(ids.numel())):
+        raise CheckpointError([f"{files[0]}: text_model.embeddings.position_ids is not 0..{ids.numel() - 1}"])
+    return sd
+
+
+def normalise_text_encoder_keys(sd: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Accept both CLIP text-encoder key layouts: transformers 4 wrote ``text_model.encoder...`` (every
+    released SD-1.4 encoder), transformers 5 writes ``encoder...``. A key is renamed only when the
+    other spelling is the one this model has."""
+    out = {}
+    for key, value in sd.items():
+        if key not in reference and key.startswith("text_model.") and key[len("text_model."):] in reference:
+            key = key[len("text_model."):]
+        elif key not in reference and "text_model." + key in reference:
+            key = "text_model." + key
+        out[key] = value
+    return out
 
 
 def apply_lora(pipe, path: Path) -> None:

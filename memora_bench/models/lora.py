@@ -92,6 +92,8 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
     from tqdm.auto import tqdm
 
     total = max(budgets)
+    dev = next(unet.parameters()).device  # random draws stay on CPU generators, then move (device-independent)
+    context = context.to(dev)
     noise_sched = DDPMScheduler.from_config(scheduler_config)
     gen = torch.Generator().manual_seed(seed)
     unet.requires_grad_(False)
@@ -112,9 +114,10 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
                 if not order:
                     order = torch.randperm(n, generator=gen).tolist()
                 i = order.pop()
-                z = latent_mean[i : i + 1] + latent_std[i : i + 1] * torch.randn(latent_mean[i : i + 1].shape, generator=gen)
-                noise = torch.randn(z.shape, generator=gen)
-                t = torch.randint(0, noise_sched.config.num_train_timesteps, (1,), generator=gen)
+                eps_z = torch.randn(latent_mean[i : i + 1].shape, generator=gen).to(latent_mean.device)
+                z = (latent_mean[i : i + 1] + latent_std[i : i + 1] * eps_z).to(dev)
+                noise = torch.randn(z.shape, generator=gen).to(dev)
+                t = torch.randint(0, noise_sched.config.num_train_timesteps, (1,), generator=gen).to(dev)
                 pred = unet(noise_sched.add_noise(z, noise, t), t, encoder_hidden_states=context).sample
                 loss = F.mse_loss(pred.float(), noise.float())
                 (loss / params.accumulation).backward()

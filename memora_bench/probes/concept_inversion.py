@@ -90,10 +90,11 @@ def learn_embedding(pipe, latents_mean, latents_std, kind: str, p: InversionPara
     row = table.weight[pid].detach().clone().requires_grad_(True)
     frozen_rows = table.weight.detach().clone()
     unet, sched = pipe.unet, pipe.scheduler
+    dev = unet.device
     unet.requires_grad_(False)
     caps = [t.format(PLACEHOLDER) for t in templates(kind)]
     cap_ids = tok(caps, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                  return_tensors="pt").input_ids
+                  return_tensors="pt").input_ids.to(dev)
     opt = torch.optim.AdamW([row], lr=p.lr * p.batch_size * p.accumulation)
     gen = torch.Generator().manual_seed(p.seed)
     mask = (cap_ids == pid).unsqueeze(-1)
@@ -101,10 +102,11 @@ def learn_embedding(pipe, latents_mean, latents_std, kind: str, p: InversionPara
         opt.zero_grad()
         for _ in range(p.accumulation):
             i = torch.randint(0, len(latents_mean), (p.batch_size,), generator=gen)
-            c = torch.randint(0, len(caps), (p.batch_size,), generator=gen)
-            z = latents_mean[i] + latents_std[i] * torch.randn(latents_mean[i].shape, generator=gen)
-            noise = torch.randn(z.shape, generator=gen)
-            t = torch.randint(0, sched.config.num_train_timesteps, (p.batch_size,), generator=gen)
+            c = torch.randint(0, len(caps), (p.batch_size,), generator=gen).to(dev)
+            eps_z = torch.randn(latents_mean[i].shape, generator=gen).to(latents_mean.device)
+            z = (latents_mean[i] + latents_std[i] * eps_z).to(dev)
+            noise = torch.randn(z.shape, generator=gen).to(dev)
+            t = torch.randint(0, sched.config.num_train_timesteps, (p.batch_size,), generator=gen).to(dev)
             embeds = torch.where(mask[c], row.expand(p.batch_size, cap_ids.shape[1], -1), frozen_rows[cap_ids[c]])
             cond = encode_word_embeddings(te, cap_ids[c], embeds)
             pred = unet(sched.add_noise(z, noise, t), t, encoder_hidden_states=cond).sample
@@ -142,7 +144,7 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
         learnt = unit.cache.get_tensors(key)
         if learnt is None:
             pipe = unit.pipeline()
-            x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float() / 127.5 - 1
+            x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
             with torch.inference_mode():
                 post = pipe.vae.encode(x).latent_dist
                 sf = pipe.vae.config.scaling_factor

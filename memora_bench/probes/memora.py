@@ -112,7 +112,7 @@ def training_images(unit, attacked, concept, originals: list[dict], p: MemoraPar
         return keys, cached
     pipe = attacked.pipeline(unit.timer)
     with unit.timer("memora_inversion"):
-        x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
         with torch.inference_mode():
             z0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
             cond = encode_prompts(pipe, [concept.prompt])
@@ -146,7 +146,7 @@ def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: lis
     if all(s is not None for s in states.values()):
         return {b: {"state": s, "key": key_of[b]} for b, s in states.items()}
     pipe = attacked.pipeline(unit.timer)
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
     with torch.inference_mode():
         post = pipe.vae.encode(x).latent_dist
         sf = pipe.vae.config.scaling_factor
@@ -199,22 +199,66 @@ def attack_curve(unit, attacked, concept, rows, originals, p: MemoraParams, stag
 
     Appends one JSONL line per judged image to ``lines`` (with its attack seed and budget).
     """
-    from memora_bench.runner import image_lines
-
     keys, images = training_images(unit, attacked, concept, originals, p)
     hits, adapters = [], {}
     for seed in p.attack_seeds:
-        ckpts = lora_checkpoints(unit, attacked, concept, keys, images, seed, p)
-        per_budget = []
-        for b in p.budgets:
-            model = attacked if b == 0 else recovered_model(unit, attacked, [ckpts[b]], p)
-            recs = unit.judge(unit.images(rows, stage, model=model), stage)
-            per_budget.append(np.array([r["hit"] for r in recs]))
-            lines += [dict(line, attack_seed=seed, budget=b) for line in image_lines(recs, stage, "attack")]
-            if b > 0:
-                adapters[(seed, b)] = ckpts[b]
+        per_budget = seed_curve(unit, attacked, concept, rows, keys, images, seed, p, stage, lines, adapters)
         hits.append(per_budget)
     return hits, adapters, keys
+
+
+def seed_curve(unit, attacked, concept, rows, keys, images, seed: int, p: MemoraParams, stage: str,
+               lines: list[dict], adapters: dict) -> list[np.ndarray]:
+    """One attack seed: its LoRA run and the judged images at every budget (hits per budget)."""
+    from memora_bench.runner import image_lines
+
+    ckpts = lora_checkpoints(unit, attacked, concept, keys, images, seed, p)
+    per_budget = []
+    for b in p.budgets:
+        model = attacked if b == 0 else recovered_model(unit, attacked, [ckpts[b]], p)
+        recs = unit.judge(unit.images(rows, stage, model=model), stage)
+        per_budget.append(np.array([r["hit"] for r in recs]))
+        lines += [dict(line, attack_seed=seed, budget=b) for line in image_lines(recs, stage, "attack")]
+        if b > 0:
+            adapters[(seed, b)] = ckpts[b]
+    return per_budget
+
+
+PREP = "prep"
+
+
+def shards(params: dict) -> list[str]:
+    """The pieces MemoRa's work can be spread over (an executor runs them before the probe itself, which then
+    finds every stage in the cache): the shared stages, then one piece per attack seed."""
+    return [PREP] + [f"seed={s}" for s in parse_params(params).attack_seeds]
+
+
+def prefetch(unit, params: dict, shard: str) -> None:
+    """Compute and cache one shard's stages (see :func:`shards`); the probe's result is assembled by ``run``.
+
+    ``prep``: the original model's concept images, the ceiling images, and the attacked (and oracle) models'
+    training images. ``seed=N``: that attack seed's LoRA run and judged images at every budget, for the
+    attacked model and the oracle. Every stage is content-keyed, so a shard computes exactly what ``run``
+    would, wherever it runs."""
+    from memora_bench.runner import base_model, task_prompts
+
+    p = parse_params(params)
+    task = unit.task
+    original = base_model(task.base_model)
+    models = [(unit.model, "memora")] + ([(base_model(task.oracle), "memora_oracle")] if task.oracle else [])
+    attack_rows = task_prompts(task, "attack_prompts")
+    for concept in task.concepts:
+        rows = sorted((r for r in attack_rows if r.concept == concept.label), key=lambda r: r.id)[: p.eval_prompts]
+        originals = concept_images(unit, original, concept, p)
+        if shard == PREP:
+            unit.judge(unit.images(rows, "memora_ceiling", model=original), "memora_ceiling")
+        for attacked, stage in models:
+            keys, images = training_images(unit, attacked, concept, originals, p)
+            if shard != PREP:
+                seed = int(shard.removeprefix("seed="))
+                if seed not in p.attack_seeds:
+                    raise ValueError(f"MemoRa shard {shard!r}: seed {seed} is not one of {p.attack_seeds}")
+                seed_curve(unit, attacked, concept, rows, keys, images, seed, p, stage, [], {})
 
 
 def run(unit, params: dict) -> tuple[dict, list[dict]]:

@@ -100,9 +100,11 @@ def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generato
 
     tok, te, unet, sched = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.scheduler
     table = te.get_input_embeddings().weight.detach()
+    dev = table.device  # the token distributions and their draws stay on CPU (CPU generators); the model's side moves
+    x0 = x0.to(dev)
     n, vocab = len(prompts), table.shape[0]
     ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-              return_tensors="pt").input_ids
+              return_tensors="pt").input_ids.to(dev)
     adv_ids = prefix_ids(ids, p.k)
     with torch.no_grad():
         words = table[ids]
@@ -121,11 +123,12 @@ def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generato
         for _ in range(p.iterations):
             idx = torch.tensor(active)
             onehot = _SampleOneHot.apply(adv[idx], [gens[i] for i in active])
-            embeds = torch.cat([words[idx, :1], onehot @ table, words[idx, 1:-p.k]], dim=1)
-            noise = torch.stack([torch.randn(x0.shape[1:], generator=gens[i]) for i in active])
-            x_t = a.sqrt() * x0[idx] + (1 - a).sqrt() * noise
-            cond = encode_word_embeddings(te, adv_ids[idx], embeds)
-            pred = unet(x_t, torch.full((len(active),), t), encoder_hidden_states=cond).sample
+            didx = idx.to(dev)
+            embeds = torch.cat([words[didx, :1], onehot.to(dev) @ table, words[didx, 1:-p.k]], dim=1)
+            noise = torch.stack([torch.randn(x0.shape[1:], generator=gens[i]) for i in active]).to(dev)
+            x_t = a.sqrt() * x0[didx] + (1 - a).sqrt() * noise
+            cond = encode_word_embeddings(te, adv_ids[didx], embeds)
+            pred = unet(x_t, torch.full((len(active),), t, device=dev), encoder_hidden_states=cond).sample
             # one loss per prompt, summed: each prompt's gradient is its own loss's gradient
             loss = F.mse_loss(pred, noise, reduction="none").flatten(1).mean(1).sum()
             opt.zero_grad()
@@ -178,7 +181,7 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
             targets = unit.images([rows[i] for i in todo], "unlearndiffatk_target", model=original)
             pipe = unit.pipeline()
             with torch.inference_mode():
-                x = torch.from_numpy(np.stack([r["image"] for r in targets])).permute(0, 3, 1, 2).float() / 127.5 - 1
+                x = torch.from_numpy(np.stack([r["image"] for r in targets])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
                 x0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
             x0 = x0.clone()
             gens = [torch.Generator().manual_seed(int(cache_key([p.seed, rows[i].id, rows[i].seed])[:12], 16))

@@ -45,8 +45,11 @@ def build_cmd(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = repo_root()
-    for name in names:
-        for task in tasks:
+    for task in tasks:  # task by task: a first complete table early
+        for name in names:
+            if args.skip_built and (root / "baselines" / folder_name(name, task) / "build.json").exists():
+                print(f"[baselines] {folder_name(name, task)} already built (--skip-built)")
+                continue
             print(f"[baselines] building {name} for {task}")
             record = build(name, task, root)
             print(f"[baselines] {folder_name(name, task)}: {record['tensors']} tensors, {record['bytes'] / 1e6:.2f} MB, "
@@ -54,5 +57,32 @@ def build_cmd(args) -> int:
     return EXIT_OK
 
 
+def table_cmd(args) -> int:
+    from pathlib import Path
+
+    from memora_bench.unlearning import table
+
+    results = Path(args.results)
+    if not results.is_dir():
+        print(f"error: {results} is not a folder of results", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rows = table.rows(results, repo_root() / "baselines")
+    if not rows:
+        print(f"error: no result files under {results} (<submission>/<task>.json)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = table.markdown(rows)
+    if args.write:
+        try:
+            table.write_into(Path(args.write), text)
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"[baselines] table of {len(rows)} results written into {args.write}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
 def run(args) -> int:
-    return ls(args) if args.baselines_command == "ls" else build_cmd(args)
+    handlers = {"ls": ls, "build": build_cmd, "table": table_cmd}
+    return handlers[args.baselines_command](args)

@@ -1,0 +1,57 @@
+"""`memora-bench baselines table`: the docs/baselines.md table from result files and build records."""
+
+import json
+
+from memora_bench.cli import main
+from memora_bench.unlearning import table
+from tests.helpers import make_result, write_result
+
+
+def _results(tmp_path):
+    res, bl = tmp_path / "results", tmp_path / "baselines"
+    # erases: 6/60 = 10 % of the concept, 180/200 = 90 % retained
+    write_result(res, make_result("uce-mini-seven", plain_k=6, retain_k=180))
+    # erases the concept but breaks the model: 60 % retained
+    write_result(res, make_result("esd-u-mini-seven", plain_k=0, retain_k=120))
+    # keeps the concept: 30/60 = 50 %
+    write_result(res, make_result("fmn-mini-seven", plain_k=30, retain_k=190))
+    original = make_result("original", plain_k=57, retain_k=190)
+    original["submission"]["control"] = True
+    write_result(res, original)
+    for name, cpu in (("uce-mini-seven", 3.2), ("esd-u-mini-seven", 812.0), ("fmn-mini-seven", 40.5)):
+        (bl / name).mkdir(parents=True)
+        (bl / name / "build.json").write_text(json.dumps({"recipe": name.removesuffix("-mini-seven"), "cpu_seconds": cpu}))
+    return res, bl
+
+
+def test_rows_apply_the_erasing_rule(tmp_path):
+    res, bl = _results(tmp_path)
+    rows = table.rows(res, bl)
+    assert [r["recipe"] for r in rows] == ["original", "esd-u", "fmn", "uce"]  # control first, then by name
+    verdict = {r["recipe"]: r["erases"] for r in rows}
+    assert verdict == {"original": False, "esd-u": False, "fmn": False, "uce": True}
+    uce = rows[-1]
+    assert (uce["erased"]["seven"]["k"], uce["erased"]["seven"]["n"], uce["build_cpu_s"]) == (6, 60, 3.2)
+
+
+def test_markdown_and_write_into_the_doc(tmp_path, capsys):
+    res, bl = _results(tmp_path)
+    text = table.markdown(table.rows(res, bl))
+    assert "| `uce` | seven: 6/60 (10 %, [" in text and "| **yes** |" in text
+    assert "| `original` |" in text and "| control |" in text
+    doc = tmp_path / "baselines.md"
+    doc.write_text(f"# B\n\n{table.BEGIN}\nold\n{table.END}\n\ntail\n")
+    table.write_into(doc, text)
+    content = doc.read_text()
+    assert "old" not in content and content.endswith(f"{table.END}\n\ntail\n") and "| `fmn` |" in content
+
+
+def test_cli_bad_inputs(tmp_path, capsys):
+    assert main(["baselines", "table", str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["baselines", "table", str(tmp_path / "empty")]) == 2
+    res, _ = _results(tmp_path)
+    doc = tmp_path / "nomarkers.md"
+    doc.write_text("# no markers\n")
+    assert main(["baselines", "table", str(res), "--write", str(doc)]) == 2
+    assert "no <!-- baselines-table:begin -->" in capsys.readouterr().err

@@ -1,0 +1,54 @@
+"""The SD-1.4 suite and its task cards validate offline (issue 10): every card parses, names registered
+classifiers and the pinned SD-1.4 revision, fetches its prompt sets from pinned commits, and every probe's
+parameters parse. Running it needs a GPU and the Hub (tests marked ``gpu``)."""
+
+import re
+
+import pytest
+
+from memora_bench.paths import repo_root
+from memora_bench.specs import load_suite, load_task
+
+SD14_REVISION = "133a221b8aa7292a167afc5127cb63fb5005638b"
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return load_suite(repo_root() / "benchmark" / "sd14-v1.yaml")
+
+
+def test_suite_and_cards_validate(suite):
+    assert len(suite.tasks) == 5
+    for name in suite.tasks:
+        task = load_task(repo_root() / "tasks" / f"{name}.yaml")
+        assert (task.base_model.id, task.base_model.revision) == ("CompVis/stable-diffusion-v1-4", SD14_REVISION)
+        assert task.oracle is None
+        g = task.generation
+        assert (g.scheduler, g.steps, g.height, g.width, g.images_per_prompt) == ("lms", 50, 512, 512, 1)
+        for ps in (task.attack_prompts, task.retain_prompts):
+            assert ps.file == "" and re.fullmatch(r"[0-9a-f]{64}", ps.sha256)
+            # pinned to a commit of the reference repository, never to a branch
+            assert re.match(r"https://raw\.githubusercontent\.com/OPTML-Group/Diffusion-MU-Attack/[0-9a-f]{40}/prompts/",
+                            ps.source.url), ps.source.url
+        assert task.attack_prompts.source.concept == task.concepts[0].label
+        assert task.attack_prompts.sha256 != task.retain_prompts.sha256
+
+
+def test_probe_parameters_parse(suite):
+    from memora_bench.probes import memora, unlearndiffatk
+
+    params = {p.name: dict(p.params) for p in suite.probes}
+    assert set(params) == {"plain", "unlearndiffatk", "memora"}
+    attack = unlearndiffatk.parse_params(params["unlearndiffatk"])
+    assert (attack.k, attack.iterations, attack.lr, attack.weight_decay) == (3, 40, 0.01, 0.1)
+    m = memora.parse_params(params["memora"])
+    assert (m.start_step, m.interpolation, m.rank, m.alpha, m.accumulation) == (15, 10, 4, 4, 4)
+    assert m.seed_pairs == ((1805, 2821), (1405, 2421), (1705, 2721))
+
+
+def test_cli_validate_accepts_the_sd14_cards(capsys):
+    from memora_bench.cli import main
+
+    paths = [str(repo_root() / "benchmark" / "sd14-v1.yaml")] + [
+        str(p) for p in sorted((repo_root() / "tasks").glob("sd14-*.yaml"))]
+    assert main(["validate", *paths]) == 0, capsys.readouterr()
