@@ -41,13 +41,6 @@ def test_classifiers_reach_their_accuracy_on_heldout_digits(manifest):
     assert manifest["classifiers"]["style"]["heldout_accuracy"] >= 0.95
 
 
-UNDERTRAINED = pytest.mark.xfail(
-    strict=True,
-    reason="world v1 is undertrained (1800 steps): base digit rates 38-95 % against the 90 % target; "
-           "a longer recipe (world v2) is planned, see NOTES.md",
-)
-
-
 def test_base_styles_meet_the_target(manifest):
     from memora_bench.world.data import STYLE_CONCEPTS
 
@@ -56,7 +49,6 @@ def test_base_styles_meet_the_target(manifest):
         assert base[s] >= 0.85, (s, base[s])
 
 
-@UNDERTRAINED
 def test_base_digits_meet_the_target(manifest):
     from memora_bench.world.data import DIGIT_WORDS
 
@@ -76,7 +68,6 @@ def test_oracle_is_near_chance_on_its_excluded_concepts(manifest):
         assert oracle["concept_rates"][c] <= 0.15, (c, oracle["concept_rates"][c])
 
 
-@UNDERTRAINED
 def test_oracle_keeps_the_other_digits(manifest):
     from memora_bench.world.data import DIGIT_WORDS
 
