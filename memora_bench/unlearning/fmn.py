@@ -9,9 +9,9 @@ constant schedule, grad-norm clip 1, ``use_pooler`` on), the learning rate scale
 (2e-6 -> 1e-5). The concept is named by its word (``use_ti`` off: no textual-inversion token is learnt first),
 the prompt is the reference's "a photo of {concept}" / "a photo in the style of {concept}" template, and the
 concept images are 16 images the base model draws for the card's concept prompt.
-Deviation: ``only_optimize_ca`` is on (a reference option; the default trains the whole UNet): the gradient of
-this loss reaches the weights mainly through the cross-attention queries and keys, and the partial checkpoint
-stays within the size budget.
+``only_optimize_ca`` is off as in the reference (the whole UNet is trained; stored as an 8-bit delta).
+Deviation: ``use_ti`` is off (the reference first learns a textual-inversion token for the concept from its
+images and re-steers attention away from that token).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class FMNParams:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     use_pooler: bool = True
-    only_optimize_ca: bool = True
+    only_optimize_ca: bool = False
     concept_images: int = 16
     image_seed: int = 930_000
     seed: int = 0

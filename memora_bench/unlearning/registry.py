@@ -31,7 +31,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("uce", "UCE: closed-form edit of cross-attention keys and values", "https://arxiv.org/abs/2308.14761",
            "unet", _U + "uce:uce", _U + "uce:UCEParams"),
     Recipe("fmn", "FMN: Forget-Me-Not attention re-steering", "https://arxiv.org/abs/2303.17591",
-           "unet", _U + "fmn:fmn", _U + "fmn:FMNParams"),
+           "unet-delta8", _U + "fmn:fmn", _U + "fmn:FMNParams"),
     Recipe("salun", "SalUn: saliency-masked random-label fine-tuning", "https://arxiv.org/abs/2310.12508",
            "unet-delta8", _U + "salun:salun", _U + "salun:SalUnParams"),
     Recipe("erasediff", "EraseDiff: bi-level forgetting with retained-data diffusion loss",
