@@ -22,10 +22,11 @@ def result_paths(out: Path, submission: str, task: str) -> tuple[Path, Path]:
 
 
 def write_result(out: Path, result: dict, image_lines: list[dict]) -> Path:
-    """Write the JSONL, then the result JSON (atomic renames); returns the JSON's path."""
+    """Validate, then write the JSONL and the result JSON (atomic renames); returns the JSON's path."""
     json_path, jsonl_path = result_paths(out, result["submission"]["name"], result["task"]["name"])
-    atomic_write_text(jsonl_path, "".join(json.dumps(line, sort_keys=True) + "\n" for line in image_lines))
     result = dict(result, images_file=jsonl_path.name)
+    validate_result(json.loads(json.dumps(result)))  # never write a result that reading would reject
+    atomic_write_text(jsonl_path, "".join(json.dumps(line, sort_keys=True) + "\n" for line in image_lines))
     atomic_write_text(json_path, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return json_path
 

@@ -174,3 +174,16 @@ def test_probe_names_agree_between_specs_and_runner():
     from memora_bench import runner, specs
 
     assert set(specs.PROBES) == set(runner.PROBES)
+
+
+def test_result_schema_accepts_every_component_a_submission_may_declare():
+    """A submission the loader accepts must yield a result the schema accepts (the 8-bit delta baselines once
+    wrote results that `baselines table` then rejected)."""
+    import json
+
+    from memora_bench.results import SCHEMA_FILE
+    from memora_bench.specs import COMPONENTS
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    checkpoint = schema["properties"]["submission"]["properties"]["checkpoint"]["oneOf"][1]
+    assert sorted(checkpoint["properties"]["component"]["enum"]) == sorted(COMPONENTS)
