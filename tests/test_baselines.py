@@ -160,3 +160,53 @@ def test_build_cli_rejects_unknown_names(tmp_path):
     assert listing.returncode == 0
     rows = json.loads(listing.stdout)
     assert {r["recipe"] for r in rows} == set(RECIPES) and {r["task"] for r in rows} >= {"mini-seven", "mini-bold"}
+
+
+def test_batched_partial_samples_equal_one_by_one_draws():
+    """AdvUnlearn's attack samples its x_t draws as one batch; each draw must be what the one-draw sampler gives
+    from the same noise, stopped after its own number of steps (0 steps: the noise itself)."""
+    from memora_bench.unlearning.common import ddim_partial_sample, ddim_partial_samples, text_context
+
+    pipe = tiny_pipeline()
+    cond, null = text_context(pipe, ["a handwritten seven"]), text_context(pipe, [""])
+    stops = [3, 0, 5, 1]
+    x, t = ddim_partial_samples(pipe.unet, pipe, cond, null, 3.0, 6, stops, torch.Generator().manual_seed(0))
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    for i, stop in enumerate(stops):
+        # the single-draw sampler takes its noise from the generator: feed it row i of the same noise
+        one = torch.Generator().manual_seed(0)
+        torch.randn((i,) + x.shape[1:], generator=one)  # skip the rows before i
+        xi, ti = ddim_partial_sample(pipe.unet, pipe, cond, null, 3.0, 6, stop, one)
+        assert int(ti) == int(t[i])
+        torch.testing.assert_close(x[i:i + 1], xi, rtol=1e-5, atol=1e-5)
+    assert torch.equal(x[1], noise[1])
+
+
+def test_interrupted_advunlearn_resumes_to_the_uninterrupted_result(tmp_path):
+    """A build stopped after a checkpoint (here: at iteration 2 of 5, inside the attack phase) and started again
+    gives exactly the uninterrupted run's weights, and counts the CPU time of both parts."""
+    from memora_bench.unlearning.common import Checkpointer
+
+    class Stop(Exception):
+        pass
+
+    class StopAfterFirstSave(Checkpointer):
+        def save(self, state, iteration):
+            super().save(state, iteration)
+            raise Stop
+
+    tiny = {**TINY["advunlearn"], "iterations": 5}
+    straight, _, _ = run("advunlearn", **tiny)
+    function, params_cls = RECIPES["advunlearn"].load()
+    params = params_cls(**tiny)
+    path = tmp_path / "state.pt"
+    with pytest.raises(Stop):
+        function(tiny_pipeline(), SEVEN, params, checkpoint=StopAfterFirstSave(path, {"p": 1}, every=2))
+    assert torch.load(path, weights_only=False)["iteration"] == 2
+    resumed_from = Checkpointer(path, {"p": 1}, every=2)
+    resumed = function(tiny_pipeline(), SEVEN, params, checkpoint=resumed_from)
+    assert resumed_from.prior_cpu > 0
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    # a state saved under other parameters is not resumed from
+    assert Checkpointer(path, {"p": 2}).load() is None

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from memora_bench.models.text import encode_word_embeddings, prefix_ids
-from memora_bench.unlearning.common import Target, ddim_partial_sample, text_context
+from memora_bench.unlearning.common import Checkpointer, Target, ddim_partial_sample, ddim_partial_samples, text_context
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,37 @@ def _with_adv(table_embeds: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
     return torch.cat([table_embeds[:, :1], adv, table_embeds[:, 1:-k]], dim=1)
 
 
-def advunlearn(pipe, target: Target, p: AdvUnlearnParams) -> dict[str, torch.Tensor]:
+def _attack(pipe, te, table, ids, emb_p, null, adv, p: AdvUnlearnParams, gen) -> torch.Tensor:
+    """The inner attack: ``attack_step`` Adam steps on the prefix token's word embedding so that the current
+    encoder makes the frozen UNet reproduce the original encoder's concept prediction, each step on a fresh
+    x_t sampled from the original prompt. x_t and the original prediction do not depend on the token, so the
+    steps' draws are sampled as one batch first (same distribution as the reference's one-by-one draws). As in
+    the reference (``soft_prompt_attack``), the token's gradient is not reset between steps."""
+    unet = pipe.unet
+    if adv is None:
+        adv = table(torch.randint(0, table.num_embeddings, (1, p.adv_prompt_num), generator=gen)).detach()
+    stops = [int(s) for s in torch.randint(0, p.ddim_steps, (p.attack_step,), generator=gen)]
+    x_t, t = ddim_partial_samples(unet, pipe, emb_p, null, p.start_guidance, p.ddim_steps, stops, gen)
+    with torch.no_grad():
+        e_p = unet(x_t, t, encoder_hidden_states=emb_p.expand(len(stops), -1, -1)).sample
+    trained = [w for w in te.parameters() if w.requires_grad]
+    te.eval().requires_grad_(False)
+    adv = adv.clone().requires_grad_(True)
+    attack_opt = torch.optim.Adam([adv], lr=p.attack_lr)
+    adv_ids = prefix_ids(ids, p.adv_prompt_num)
+    words = table(ids).detach()
+    for i in range(p.attack_step):
+        cond = encode_word_embeddings(te, adv_ids, _with_adv(words, adv))
+        loss = F.mse_loss(unet(x_t[i:i + 1], t[i], encoder_hidden_states=cond).sample, e_p[i:i + 1])
+        loss.backward()
+        attack_opt.step()
+    for w in trained:
+        w.requires_grad_(True)
+    return adv.detach()
+
+
+def advunlearn(pipe, target: Target, p: AdvUnlearnParams,
+               checkpoint: Checkpointer | None = None) -> dict[str, torch.Tensor]:
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -78,30 +108,24 @@ def advunlearn(pipe, target: Target, p: AdvUnlearnParams) -> dict[str, torch.Ten
         return tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                    return_tensors="pt").input_ids
 
-    adv = None
-    for it in tqdm(range(p.iterations), desc=f"advunlearn {target.task}", leave=False):
+    adv, start = None, 0
+    state = checkpoint.load() if checkpoint else None
+    if state:
+        with torch.no_grad():
+            for n, w in params.items():
+                w.copy_(state["weights"][n])
+        opt.load_state_dict(state["optimizer"])
+        adv, start = state["adv"], state["iteration"]
+        gen.set_state(state["torch_generator"])
+        rng.bit_generator.state = state["numpy_generator"]
+    for it in tqdm(range(start, p.iterations), initial=start, total=p.iterations, desc=f"advunlearn {target.task}",
+                   leave=False):
         word = words[it % len(words)]
         ids = ids_of([word])
         with torch.no_grad():
             emb_p = te_orig(ids)[0]
         if it >= p.warmup_iter:  # inner attack on the current encoder, from the latest adversarial token
-            te.eval()
-            if adv is None:
-                adv = table(torch.randint(0, table.num_embeddings, (1, p.adv_prompt_num), generator=gen)).detach()
-            adv = adv.clone().requires_grad_(True)
-            attack_opt = torch.optim.Adam([adv], lr=p.attack_lr)
-            adv_ids = prefix_ids(ids, p.adv_prompt_num)
-            for _ in range(p.attack_step):
-                stop = int(torch.randint(0, p.ddim_steps, (1,), generator=gen))
-                x_t, t = ddim_partial_sample(unet, pipe, emb_p, null, p.start_guidance, p.ddim_steps, stop, gen)
-                with torch.no_grad():
-                    e_p = unet(x_t, t, encoder_hidden_states=emb_p).sample
-                cond = encode_word_embeddings(te, adv_ids, _with_adv(table(ids).detach(), adv))
-                loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=cond).sample, e_p)
-                attack_opt.zero_grad()
-                loss.backward()
-                attack_opt.step()
-            adv = adv.detach()
+            adv = _attack(pipe, te, table, ids, emb_p, null, adv, p, gen)
         te.train()
         # unlearning step: ESD's target, on the (adversarially prefixed) prompt, through the trained encoder
         stop = int(torch.randint(0, p.ddim_steps, (1,), generator=gen))
@@ -131,5 +155,9 @@ def advunlearn(pipe, target: Target, p: AdvUnlearnParams) -> dict[str, torch.Ten
             opt.zero_grad()
             r_loss.backward()
             opt.step()
+        if checkpoint and (it + 1) % checkpoint.every == 0 and it + 1 < p.iterations:
+            checkpoint.save({"weights": {n: w.detach().clone() for n, w in params.items()},
+                             "optimizer": opt.state_dict(), "adv": adv, "torch_generator": gen.get_state(),
+                             "numpy_generator": rng.bit_generator.state}, it + 1)
     te.eval().requires_grad_(False)
     return {k: w.detach().clone() for k, w in params.items()}

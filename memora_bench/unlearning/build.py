@@ -7,6 +7,7 @@ the recipe, every parameter, the seed, the CPU time and the checkpoint's sha256.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import asdict
@@ -16,6 +17,7 @@ from memora_bench.unlearning.registry import RECIPES
 
 MINI_TASKS = ("mini-seven", "mini-bold", "mini-three-eight")
 STORED_DTYPE = "float16"
+RESUME_FILE = ".resume.pt"  # a long recipe's state while it runs (git-ignored); a rebuild continues from it
 
 
 def folder_name(recipe: str, task: str) -> str:
@@ -29,7 +31,7 @@ def build(recipe_name: str, task_name: str, root: Path, params_override: dict | 
 
     from memora_bench.miniworld import load_pipeline
     from memora_bench.specs import load_task, sha256_file
-    from memora_bench.unlearning.common import Target
+    from memora_bench.unlearning.common import Checkpointer, Target
 
     if recipe_name not in RECIPES:
         raise KeyError(f"unknown baseline {recipe_name!r}; known: {', '.join(RECIPES)}")
@@ -43,12 +45,17 @@ def build(recipe_name: str, task_name: str, root: Path, params_override: dict | 
     pipe = load_pipeline("base")
     module = pipe.text_encoder if recipe.component.startswith("text_encoder") else pipe.unet
     base_sd = {k: v.clone() for k, v in module.state_dict().items()}
-    t0 = time.process_time()
-    tensors = function(pipe, target, params)
-    cpu = time.process_time() - t0
-
     out = root / "baselines" / folder_name(recipe_name, task_name)
     out.mkdir(parents=True, exist_ok=True)
+    t0 = time.process_time()
+    if "checkpoint" in inspect.signature(function).parameters:  # a long recipe: resumable
+        checkpoint = Checkpointer(out / RESUME_FILE, asdict(params))
+        tensors = function(pipe, target, params, checkpoint=checkpoint)
+        cpu = time.process_time() - t0 + checkpoint.prior_cpu
+    else:
+        checkpoint = None
+        tensors = function(pipe, target, params)
+        cpu = time.process_time() - t0
     ckpt = out / f"{recipe.component}.safetensors"
     tmp = ckpt.with_suffix(".tmp")
     storage_error = None
@@ -98,4 +105,6 @@ def build(recipe_name: str, task_name: str, root: Path, params_override: dict | 
         "",
     ])
     (out / "submission.yaml").write_text(manifest)
+    if checkpoint:
+        checkpoint.clear()
     return record

@@ -172,3 +172,62 @@ def ddim_partial_sample(unet, pipe, cond: torch.Tensor, uncond: torch.Tensor, gu
             x = sched.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
     return x, sched.timesteps[stop]
 
+
+
+def ddim_partial_samples(unet, pipe, cond: torch.Tensor, uncond: torch.Tensor, guidance: float, steps: int,
+                         stops: list[int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ddim_partial_sample`` for several independent draws with one prompt (``cond`` and ``uncond`` of batch 1):
+    draw i starts from its own noise and stops after ``stops[i]`` steps. The draws run as one batch, each leaving
+    it when it reaches its stop, so n draws cost about one draw's number of UNet calls. Returns (x_t with one
+    row per draw, the timestep of each draw)."""
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config(pipe.scheduler.config)
+    sched.set_timesteps(steps)
+    size = pipe.unet.config.sample_size
+    x = torch.randn((len(stops), pipe.unet.config.in_channels, size, size), generator=gen)
+    stop_at = torch.tensor(stops)
+    with torch.no_grad():
+        for j, t in enumerate(sched.timesteps[:max(stops, default=0)]):
+            live = (stop_at > j).nonzero().flatten()
+            xs = x[live]
+            n = len(live)
+            context = torch.cat([uncond.expand(n, -1, -1), cond.expand(n, -1, -1)])
+            eps_u, eps_c = unet(torch.cat([xs, xs]), t, encoder_hidden_states=context).sample.chunk(2)
+            x[live] = sched.step(eps_u + guidance * (eps_c - eps_u), t, xs).prev_sample
+    return x, sched.timesteps[stop_at]
+
+
+class Checkpointer:
+    """Lets a long recipe resume where it stopped: every ``every`` iterations the recipe hands its whole state
+    (weights, optimiser, random generators) to ``save``, which writes it atomically with the CPU time spent so far;
+    a new build of the same recipe, task and parameters ``load``s it and continues. The resumed result equals an
+    uninterrupted run's. The file is removed once the checkpoint is written (``clear``)."""
+
+    def __init__(self, path, params: dict, every: int = 20):
+        import time
+        from pathlib import Path
+
+        self.path, self.params, self.every = Path(path), params, every
+        self.prior_cpu = 0.0
+        self._start = time.process_time()
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, weights_only=False)
+        if state["params"] != self.params:  # another parameter set: start afresh
+            return None
+        self.prior_cpu = state["cpu_seconds"]
+        return state
+
+    def save(self, state: dict, iteration: int) -> None:
+        import time
+
+        tmp = self.path.with_suffix(".tmp")
+        cpu = self.prior_cpu + time.process_time() - self._start
+        torch.save({**state, "iteration": iteration, "params": self.params, "cpu_seconds": cpu}, tmp)
+        tmp.replace(self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
