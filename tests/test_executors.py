@@ -25,25 +25,29 @@ def _evaluate(out: Path, cache: Path, *extra, suite: Path = SMALL_SUITE) -> subp
                            *extra], capture_output=True, text=True, env=env, timeout=1200)
 
 
+def _local_and_ray(tmp_path, suite: Path) -> dict:
+    """Evaluate ``original`` locally and on a local Ray instance (separate cold caches, so the Ray tasks compute
+    everything themselves); assert the image lines are byte-identical and the results equal but for time.
+    Returns the Ray run's result."""
+    local = _evaluate(tmp_path / "local", tmp_path / "cache-local", suite=suite)
+    assert local.returncode == 0, local.stderr
+    ray = _evaluate(tmp_path / "ray", tmp_path / "cache-ray", "--executor", "ray", suite=suite)
+    assert ray.returncode == 0, ray.stderr
+    assert json.loads(ray.stdout)["results"]
+    files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.json*"))
+    assert len(files) == 2  # the result and its image lines (one job)
+    a, b = [(tmp_path / side / f) for f in files if f.suffix == ".jsonl" for side in ("local", "ray")]
+    assert a.read_bytes() == b.read_bytes()
+    ra, rb = [load_result(tmp_path / side / f) for f in files if f.suffix == ".json" for side in ("local", "ray")]
+    assert stable_part(ra) == stable_part(rb)
+    assert set(rb["timing"]["probes"]) == set(rb["probes"])
+    assert (ra["timing"]["executor"], rb["timing"]["executor"]) == ("local", "ray")
+    return rb
+
+
 @pytest.mark.slow
 def test_ray_run_matches_local_run_byte_for_byte(tmp_path):
-    local = _evaluate(tmp_path / "local", tmp_path / "cache-local")
-    assert local.returncode == 0, local.stderr
-    # a separate, cold cache: the Ray tasks compute everything themselves
-    ray = _evaluate(tmp_path / "ray", tmp_path / "cache-ray", "--executor", "ray")
-    assert ray.returncode == 0, ray.stderr
-    files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.json*"))
-    assert len(files) == 2  # the result and its image lines (one job: two Ray tasks, plain and utility)
-    for rel in files:
-        a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
-        if rel.suffix == ".jsonl":
-            assert a.read_bytes() == b.read_bytes(), rel
-        else:
-            ra, rb = load_result(a), load_result(b)
-            assert stable_part(ra) == stable_part(rb), rel
-            assert set(rb["timing"]["probes"]) == set(rb["probes"])
-            assert (ra["timing"]["executor"], rb["timing"]["executor"]) == ("local", "ray")
-    assert json.loads(ray.stdout)["results"]
+    _local_and_ray(tmp_path, SMALL_SUITE)  # one job: two Ray tasks, plain and utility
 
 
 def test_memora_shards_are_its_shared_stages_then_one_per_attack_seed():
@@ -59,22 +63,10 @@ def test_memora_shards_are_its_shared_stages_then_one_per_attack_seed():
 def test_ray_run_of_memora_shards_by_attack_seed_and_matches_local(tmp_path):
     """MemoRa on Ray: the shared stages, then each attack seed as its own Ray task, then the probe's part
     reading the cache; the result equals the local run's."""
-    local = _evaluate(tmp_path / "local", tmp_path / "cache-local", suite=MEMORA_SUITE)
-    assert local.returncode == 0, local.stderr
-    ray = _evaluate(tmp_path / "ray", tmp_path / "cache-ray", "--executor", "ray", suite=MEMORA_SUITE)
-    assert ray.returncode == 0, ray.stderr
-    files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.json*"))
-    assert len(files) == 2
-    for rel in files:
-        a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
-        if rel.suffix == ".jsonl":
-            assert a.read_bytes() == b.read_bytes(), rel
-        else:
-            ra, rb = load_result(a), load_result(b)
-            assert stable_part(ra) == stable_part(rb), rel
-            # the LoRA runs happened in the seed shards: the probe's own part found them cached
-            assert rb["timing"]["stages"]["memora_lora"]["cpu_s"] > 0
-            assert rb["timing"]["probes"]["memora"]["cpu_s"] < rb["timing"]["stages"]["memora_lora"]["cpu_s"]
+    rb = _local_and_ray(tmp_path, MEMORA_SUITE)
+    # the LoRA runs happened in the seed shards: the probe's own part found them cached
+    assert rb["timing"]["stages"]["memora_lora"]["cpu_s"] > 0
+    assert rb["timing"]["probes"]["memora"]["cpu_s"] < rb["timing"]["stages"]["memora_lora"]["cpu_s"]
 
 
 def test_compute_device_is_cpu_unless_asked(monkeypatch):
