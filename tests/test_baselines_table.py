@@ -55,3 +55,7 @@ def test_cli_bad_inputs(tmp_path, capsys):
     doc.write_text("# no markers\n")
     assert main(["baselines", "table", str(res), "--write", str(doc)]) == 2
     assert "no <!-- baselines-table:begin -->" in capsys.readouterr().err
+
+
+def test_build_cpu_under_a_second_is_not_shown_as_zero():
+    assert [table._cpu(s) for s in (None, 0.0, 0.4, 1.0, 812.4)] == ["", "< 1", "< 1", "1", "812"]

@@ -65,10 +65,18 @@ def markdown(table: list[dict]) -> str:
             erased = "; ".join(f"{c}: {_rate(v)}" for c, v in r["erased"].items())
             verdict = "control" if r["control"] else ("**yes**" if r["erases"] else "no")
             frechet = "" if r["frechet"] is None else f"{r['frechet']:.2f}"
-            cpu = "" if r["build_cpu_s"] is None else f"{r['build_cpu_s']:.0f}"
+            cpu = _cpu(r["build_cpu_s"])
             lines.append(f"| `{r['recipe']}` | {erased} | {_rate(r['retained'])} | {frechet} | {cpu} | {verdict} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _cpu(seconds: float | None) -> str:
+    """Build CPU seconds as the table shows them: whole seconds, and "< 1" for a build that took under one
+    (UCE's closed-form edit), which whole seconds would show as a misleading 0."""
+    if seconds is None:
+        return ""
+    return "< 1" if seconds < 1 else f"{seconds:.0f}"
 
 
 def write_into(doc: Path, text: str) -> None:
