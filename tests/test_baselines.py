@@ -210,3 +210,32 @@ def test_interrupted_advunlearn_resumes_to_the_uninterrupted_result(tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     # a state saved under other parameters is not resumed from
     assert Checkpointer(path, {"p": 2}).load() is None
+
+
+def test_a_baseline_being_built_is_not_built_twice_at_once(tmp_path, monkeypatch):
+    """Two builds of one baseline would share its resume file: the second is refused (the CLI skips it and
+    exits 2) while the first holds the lock; the lock dies with its process, even a killed one."""
+    import signal
+    import subprocess
+    import sys
+
+    from memora_bench.cli import main
+    from memora_bench.unlearning.build import BuildBusy, build, exclusive
+
+    folder = tmp_path / "baselines" / "uce-mini-seven"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from memora_bench.unlearning.build import exclusive\n"
+        f"with exclusive(Path({str(folder)!r})):\n    print('held', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BuildBusy, match=f"uce-mini-seven is being built by another process \\(pid {holder.pid}\\)"):
+            build("uce", "mini-seven", tmp_path)
+        monkeypatch.setenv("MEMORA_BENCH_ROOT", str(tmp_path))
+        assert main(["baselines", "build", "uce", "--task", "mini-seven"]) == 2
+        assert not (folder / "build.json").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with exclusive(folder):  # the killed holder left no stale lock
+        pass

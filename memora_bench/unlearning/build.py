@@ -7,6 +7,7 @@ the recipe, every parameter, the seed, the CPU time and the checkpoint's sha256.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import time
@@ -18,6 +19,32 @@ from memora_bench.unlearning.registry import RECIPES
 MINI_TASKS = ("mini-seven", "mini-bold", "mini-three-eight")
 STORED_DTYPE = "float16"
 RESUME_FILE = ".resume.pt"  # a long recipe's state while it runs (git-ignored); a rebuild continues from it
+LOCK_FILE = ".build.lock"  # held while a build runs (git-ignored): two builds of one baseline would share RESUME_FILE
+
+
+class BuildBusy(RuntimeError):
+    """Another process is building the same baseline."""
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path):
+    """Hold ``folder/LOCK_FILE`` for the duration of a build. The lock is the kernel's (``flock``), so it is
+    released when its process ends, however it ends: a killed build leaves no stale lock."""
+    import fcntl
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise BuildBusy(f"{folder.name} is being built by another process (pid {f.read().strip() or '?'})") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
 
 
 def folder_name(recipe: str, task: str) -> str:
@@ -25,7 +52,13 @@ def folder_name(recipe: str, task: str) -> str:
 
 
 def build(recipe_name: str, task_name: str, root: Path, params_override: dict | None = None) -> dict:
-    """Run one recipe on the world's base model for one task; returns the build record."""
+    """Run one recipe on the world's base model for one task; returns the build record. Raises ``BuildBusy``
+    if another process is building the same baseline."""
+    with exclusive(root / "baselines" / folder_name(recipe_name, task_name)):
+        return _build(recipe_name, task_name, root, params_override)
+
+
+def _build(recipe_name: str, task_name: str, root: Path, params_override: dict | None) -> dict:
     import torch
     from safetensors.torch import save_file
 

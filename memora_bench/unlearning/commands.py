@@ -7,7 +7,7 @@ import sys
 
 from memora_bench.cli import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.paths import repo_root
-from memora_bench.unlearning.build import MINI_TASKS, build, folder_name
+from memora_bench.unlearning.build import MINI_TASKS, BuildBusy, build, folder_name
 from memora_bench.unlearning.registry import RECIPES
 
 
@@ -45,16 +45,22 @@ def build_cmd(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = repo_root()
+    busy = 0
     for task in tasks:  # task by task: a first complete table early
         for name in names:
             if args.skip_built and (root / "baselines" / folder_name(name, task) / "build.json").exists():
                 print(f"[baselines] {folder_name(name, task)} already built (--skip-built)")
                 continue
             print(f"[baselines] building {name} for {task}")
-            record = build(name, task, root)
+            try:
+                record = build(name, task, root)
+            except BuildBusy as err:
+                print(f"error: {err}; skipped", file=sys.stderr)
+                busy += 1
+                continue
             print(f"[baselines] {folder_name(name, task)}: {record['tensors']} tensors, {record['bytes'] / 1e6:.2f} MB, "
                   f"{record['cpu_seconds']} CPU-s, sha256 {record['sha256'][:16]}")
-    return EXIT_OK
+    return EXIT_BAD_INPUT if busy else EXIT_OK
 
 
 def table_cmd(args) -> int:
