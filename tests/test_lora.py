@@ -94,3 +94,70 @@ def test_memora_params_are_strict_and_checked():
     assert parse_params({"budgets": [0, 5, 10], "headline_budgets": [5, 10]}).headline_budgets == (5, 10)
     with pytest.raises(ValueError, match=r"headline_budgets \[7\] must be among the budgets"):
         parse_params({"budgets": [0, 5], "headline_budgets": [7]})
+
+
+def _train_one_image_at_a_time(unet, scheduler_config, mean, std, ctx, params, total, seed):
+    """The reference loop as written in diffusers' script: one image per forward, loss / accumulation,
+    backward, and an optimizer step every ``accumulation`` images."""
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler.from_config(scheduler_config)
+    gen = torch.Generator().manual_seed(seed)
+    unet.requires_grad_(False)
+    lora.add_adapter(unet, params, seed)
+    trainable = [p for n, p in unet.named_parameters() if "lora_" in n]
+    for p in trainable:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(trainable, lr=params.lr, betas=(0.9, 0.999), weight_decay=params.weight_decay, eps=1e-8)
+    order, losses = [], []
+    with torch.enable_grad():
+        for step in range(1, total + 1):
+            for g in opt.param_groups:
+                g["lr"] = params.lr * lora._cosine(step - 1, total, params.warmup)
+            for _ in range(params.accumulation):
+                if not order:
+                    order = torch.randperm(len(mean), generator=gen).tolist()
+                i = order.pop()
+                z = mean[i : i + 1] + std[i : i + 1] * torch.randn(mean[i : i + 1].shape, generator=gen)
+                noise = torch.randn(z.shape, generator=gen)
+                t = torch.randint(0, sched.config.num_train_timesteps, (1,), generator=gen)
+                loss = torch.nn.functional.mse_loss(unet(sched.add_noise(z, noise, t), t, encoder_hidden_states=ctx).sample, noise)
+                (loss / params.accumulation).backward()
+                losses.append(loss.item())
+            torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return lora.lora_state_dict(unet), losses
+
+
+def test_accumulated_micro_batches_in_one_pass_equal_one_image_at_a_time(pipe):
+    """The trainer computes an optimizer step's micro-batches in one forward pass; the adapter it learns is the
+    one the reference's one-image-per-forward loop learns (same draws, same gradient up to float rounding)."""
+    import copy
+
+    g = torch.Generator().manual_seed(0)
+    mean, std = torch.randn(5, 4, 8, 8, generator=g), torch.rand(5, 4, 8, 8, generator=g) * 0.1
+    ctx = encode_prompts(pipe, ["a handwritten seven"]).clone()
+    params = lora.LoraParams(accumulation=4)
+    seen = {}
+    lora.train(copy.deepcopy(pipe.unet), dict(pipe.scheduler.config), mean, std, ctx, params, [6], 11,
+               lambda step, state, loss: seen.__setitem__(step, (state, loss)))
+    (state, loss), = seen.values()
+    reference, losses = _train_one_image_at_a_time(copy.deepcopy(pipe.unet), dict(pipe.scheduler.config), mean, std, ctx,
+                                              params, 6, 11)
+    assert loss == pytest.approx(sum(losses[-16:]) / 16, rel=1e-5)  # the same draws, the same forward passes
+    assert state.keys() == reference.keys()
+    moved = max(float((state[k] - lora_init).abs().max()) for k, lora_init in _initial(pipe, params, 11).items())
+    assert moved > 3e-4  # six AdamW steps of lr 1e-4 moved the adapter, so the comparison below is not trivial
+    # Adam divides by the gradient's running RMS, so float rounding in a near-zero gradient entry can move
+    # that entry by a fraction of one step (lr = 1e-4): allowed up to a fifth of a step
+    for k in reference:
+        torch.testing.assert_close(state[k], reference[k], rtol=1e-4, atol=2e-5)
+
+
+def _initial(pipe, params, seed):
+    import copy
+
+    unet = copy.deepcopy(pipe.unet)
+    lora.add_adapter(unet, params, seed)
+    return lora.lora_state_dict(unet)

@@ -10,7 +10,9 @@ What the reference script does, and this module with it:
    is the concept prompt (the text encoder is frozen, so its embedding is computed once);
 3. AdamW (lr 1e-4, betas (0.9, 0.999), weight decay 1e-2, eps 1e-8), gradient accumulation over
    ``accumulation`` micro-batches of 1 image, gradient-norm clipping at 1.0, a cosine schedule with no
-   warm-up over the whole run; a *step* (a budget unit) is one optimizer step;
+   warm-up over the whole run; a *step* (a budget unit) is one optimizer step. The micro-batches of a step
+   are drawn in the reference's order and computed in one forward pass (the same gradient: the UNet has no
+   batch statistics), 2-4x faster on CPU than one image per pass;
 4. images are shuffled each epoch by a seeded generator.
 
 Deviation: the reference also flips images at random (``--random_flip``); a mirrored digit is another
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 ADAPTER = "memora"
@@ -110,18 +111,17 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
         for step in range(1, total + 1):
             for g in opt.param_groups:
                 g["lr"] = params.lr * _cosine(step - 1, total, params.warmup)
-            for _ in range(params.accumulation):
-                if not order:
-                    order = torch.randperm(n, generator=gen).tolist()
-                i = order.pop()
-                eps_z = torch.randn(latent_mean[i : i + 1].shape, generator=gen).to(latent_mean.device)
-                z = (latent_mean[i : i + 1] + latent_std[i : i + 1] * eps_z).to(dev)
-                noise = torch.randn(z.shape, generator=gen).to(dev)
-                t = torch.randint(0, noise_sched.config.num_train_timesteps, (1,), generator=gen).to(dev)
-                pred = unet(noise_sched.add_noise(z, noise, t), t, encoder_hidden_states=context).sample
-                loss = F.mse_loss(pred.float(), noise.float())
-                (loss / params.accumulation).backward()
-                losses.append(loss.item())
+            z, noise, t = _micro_batches(latent_mean, latent_std, order, n, params.accumulation,
+                                         noise_sched.config.num_train_timesteps, gen)
+            z, noise, t = z.to(dev), noise.to(dev), t.to(dev)
+            # the accumulated micro-batches of one image each, in one forward pass: the UNet treats every
+            # image on its own (GroupNorm, no batch statistics), so the gradient of the mean of the per-image
+            # losses is the accumulated gradient of (loss_i / accumulation)
+            pred = unet(noise_sched.add_noise(z, noise, t), t,
+                        encoder_hidden_states=context.expand(len(z), -1, -1)).sample
+            per_image = (pred.float() - noise.float()).pow(2).flatten(1).mean(1)
+            per_image.mean().backward()
+            losses.extend(per_image.tolist())
             torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -131,6 +131,21 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
                                                               min(len(losses), 4 * params.accumulation)))
     unet.eval()
     unet.requires_grad_(False)
+
+
+def _micro_batches(latent_mean, latent_std, order: list[int], n: int, count: int, timesteps: int, gen):
+    """The ``count`` micro-batches of one optimizer step, drawn in the reference's order (per image: the next
+    image of a seeded shuffle, its posterior sample, the noise, the timestep); ``order`` is consumed."""
+    zs, noises, ts = [], [], []
+    for _ in range(count):
+        if not order:
+            order.extend(torch.randperm(n, generator=gen).tolist())
+        i = order.pop()
+        eps_z = torch.randn(latent_mean[i : i + 1].shape, generator=gen).to(latent_mean.device)
+        zs.append(latent_mean[i : i + 1] + latent_std[i : i + 1] * eps_z)
+        noises.append(torch.randn(zs[-1].shape, generator=gen))
+        ts.append(torch.randint(0, timesteps, (1,), generator=gen))
+    return torch.cat(zs), torch.cat(noises), torch.cat(ts)
 
 
 def _cosine(step: int, total: int, warmup: int) -> float:

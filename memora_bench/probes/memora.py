@@ -32,7 +32,7 @@ import torch
 
 from memora_bench.cache import cache_key
 
-CODE_VERSION = 2  # 2: inversion and re-denoising run micro-batches of 16, one thread each
+CODE_VERSION = 3  # 2: inversion and re-denoising in micro-batches of 16; 3: a LoRA step's micro-batches in one pass
 
 
 @dataclass(frozen=True)
