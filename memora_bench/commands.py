@@ -60,8 +60,13 @@ def evaluate(args) -> int:
             names = [t for t in names if t in wanted]
         tasks = []
         for name in names:
+            card = suite_task_path(suite.path, name)
+            if not card.exists():
+                problems.append(f"{suite.path}: task {name!r} has no card (looked for "
+                                f"{Path(suite.path).resolve().parent.parent / 'tasks' / (name + '.yaml')} and {card})")
+                continue
             try:
-                tasks.append(load_task(suite_task_path(suite.path, name)))
+                tasks.append(load_task(card))
             except SpecError as err:
                 problems += err.problems
         if args.probes:
@@ -76,6 +81,7 @@ def evaluate(args) -> int:
             submissions.append(load_submission(resolve("submission", ref)))
         except SpecError as err:
             problems += err.problems
+    problems += _base_model_mismatches(submissions, tasks or [])
     if problems:
         _err(problems)
         return EXIT_BAD_INPUT
@@ -102,6 +108,18 @@ def evaluate(args) -> int:
         if args.profile:
             print(_profile_table(summary["profile"]))
     return EXIT_FAILURE if report.failed else EXIT_OK
+
+
+def _base_model_mismatches(submissions, tasks) -> list[str]:
+    """A submission must be built on the base model of every task it runs (a control may be the task's oracle)."""
+    problems = []
+    for sub in submissions:
+        for task in tasks:
+            allowed = [task.base_model] + ([task.oracle] if sub.control and task.oracle else [])
+            if task.name in sub.tasks and sub.base_model not in allowed:
+                problems.append(f"{sub.path}: base_model is {sub.base_model.id}@{sub.base_model.revision}, but task "
+                                f"{task.name} runs on {task.base_model.id}@{task.base_model.revision}")
+    return problems
 
 
 def _summary(report) -> dict:

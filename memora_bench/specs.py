@@ -495,7 +495,10 @@ def load_submission(path: Path) -> Submission:
             r.get(cm, "sha256", str, "checkpoint.sha256", ""),
             r.get(cm, "component", str, "checkpoint.component", "", COMPONENTS),
         )
+        escaped = len(problems)
         _check_inside(path.parent, ckpt.path, problems, str(path))
+        if ckpt.path and len(problems) == escaped and not (path.parent / ckpt.path).exists():
+            problems.append(f"{path}: checkpoint.path {ckpt.path!r}: no such file in the submission folder")
         if ckpt.sha256 and (len(ckpt.sha256) != 64 or any(ch not in "0123456789abcdef" for ch in ckpt.sha256)):
             problems.append(f"{path}: 'checkpoint.sha256' must be 64 lowercase hex digits")
     elif not m.get("control", False):

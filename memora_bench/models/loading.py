@@ -74,8 +74,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as err:
-            raise CheckpointError([f"{path}: refused: not a weights-only torch file ({type(err).__name__}: "
-                                   f"{str(err).splitlines()[0][:200]})"]) from None
+            raise CheckpointError([f"{path}: refused, not unpickled: not a weights-only torch file "
+                                   f"({_torch_load_reason(err)}); submit safetensors"]) from None
         if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
             obj = obj["state_dict"]
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -84,12 +84,24 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError([f"{path}: unknown checkpoint format {suffix!r}; expected .safetensors or .pt"])
 
 
+def _torch_load_reason(err: Exception) -> str:
+    """The informative part of torch.load's error: which global the pickle needs, or why the file is unreadable.
+
+    torch's own message goes on to suggest ``weights_only=False``, advice an untrusted file must not get.
+    """
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0].splitlines()[0]
+        return f"its pickle needs {detail.removeprefix('Unsupported global: ')}" if detail else "unsupported pickle"
+    return f"{type(err).__name__}: {text.splitlines()[0].split('. ')[0][:200]}"
+
+
 def check_state_dict(sd: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], where: str,
                      partial: bool = True) -> list[str]:
     """Every problem of ``sd`` against the reference model's state dict."""
     problems = []
     for key in sorted(set(sd) - set(reference)):
-        problems.append(f"{where}: unexpected tensor {key!r}" + _compvis_hint(key))
+        problems.append(f"{where}: unexpected tensor {key!r}" + (_compvis_hint(key) or _component_hint(key, reference)))
     if not partial:
         for key in sorted(set(reference) - set(sd)):
             problems.append(f"{where}: missing tensor {key!r}")
@@ -110,6 +122,20 @@ def _compvis_hint(key: str) -> str:
     if key.startswith(("model.diffusion_model.", "diffusion_model.", "cond_stage_model.")):
         return (" (CompVis/LDM key layout: convert it to diffusers keys with diffusers' "
                 "scripts/convert_original_stable_diffusion_to_diffusers.py, or submit a diffusers state dict)")
+    return ""
+
+
+_UNET_PREFIXES = ("down_blocks.", "up_blocks.", "mid_block.", "conv_in.", "conv_out.", "conv_norm_out.", "time_embedding.")
+_TEXT_PREFIXES = ("text_model.", "embeddings.", "encoder.layers.", "final_layer_norm.")
+
+
+def _component_hint(key: str, reference: dict) -> str:
+    """Say so when a tensor belongs to the other component than the one the manifest declares."""
+    ref_is_unet = any(k.startswith(_UNET_PREFIXES) for k in reference)
+    if key.startswith(_UNET_PREFIXES) and not ref_is_unet:
+        return " (a UNet tensor: should checkpoint.component be 'unet'?)"
+    if key.startswith(_TEXT_PREFIXES) and ref_is_unet:
+        return " (a text-encoder tensor: should checkpoint.component be 'text_encoder'?)"
     return ""
 
 
