@@ -33,12 +33,14 @@ test-slow: $(VENV)/.installed
 bench: $(VENV)/.installed
 	MEMORA_BENCH_SHORT=1 $(BIN)/pytest -m benchmark -p no:cacheprovider --benchmark-json=runs/benchmark.json
 
-# This project's own regression gate: re-evaluate the demo submission and require every count to equal the
-# committed result (a run is reproducible to the image on one machine type).
+# This project's own regression gate: re-evaluate the demo submission and one committed baseline (SalUn on
+# mini-seven) on a cold cache and require every count to equal the committed results (a run is reproducible
+# to the image on one machine type), so a code change that moves a score fails CI.
 gate: $(VENV)/.installed
-	rm -rf runs/gate
-	$(BIN)/memora-bench evaluate demo-ablate-seven --out runs/gate --cache-dir runs/gate-cache
-	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results runs/gate --exact
+	rm -rf runs/gate runs/gate-cache
+	$(BIN)/memora-bench evaluate demo-ablate-seven salun-mini-seven --out runs/gate --cache-dir runs/gate-cache
+	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results runs/gate/demo-ablate-seven --exact
+	$(BIN)/memora-bench compare results/mini-v1/salun-mini-seven runs/gate/salun-mini-seven --exact
 
 # Build every baseline not yet built (fixed seeds), evaluate every baseline and control with mini-v1 into
 # results/mini-v1 (a result already there is kept), and regenerate the table of docs/baselines.md.

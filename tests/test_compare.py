@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from memora_bench.results import validate_result
 from tests.helpers import make_result, write_result
 
@@ -74,3 +76,46 @@ def test_exact_fails_on_any_moved_count(tmp_path):
     assert cli(old, better, "--exact").returncode == 1
     assert cli(old, utility, "--exact").returncode == 1
     assert cli(old, same, "--exact").returncode == 0
+
+
+def weakened_salun(folder, fraction: float):
+    """salun-mini-seven with its weight change scaled by ``fraction``: the same submission, a weaker checkpoint."""
+    from safetensors.torch import load_file, save_file
+
+    from memora_bench.models import delta
+    from memora_bench.paths import repo_root, world_dir
+    from memora_bench.specs import sha256_file
+
+    base = load_file(str(world_dir() / "base" / "unet" / "diffusion_pytorch_model.safetensors"))
+    src = repo_root() / "baselines" / "salun-mini-seven"
+    full = delta.decode(load_file(str(src / "unet-delta8.safetensors")), base, str(src))
+    folder.mkdir(parents=True)
+    save_file({k: (base[k] + fraction * (v - base[k])).contiguous() for k, v in full.items()},
+              str(folder / "unet.safetensors"))
+    manifest = (src / "submission.yaml").read_text().split("checkpoint:")[0]
+    (folder / "submission.yaml").write_text(
+        manifest + f"checkpoint: {{path: unet.safetensors, sha256: '{sha256_file(folder / 'unet.safetensors')}', "
+                   "component: unet}\n")
+    return folder
+
+
+@pytest.mark.slow
+def test_gate_fails_on_a_weakened_real_checkpoint(tmp_path):
+    """The committed SalUn result against a run of SalUn with half its weight change: compare must exit 1.
+
+    (The unchanged checkpoint passing with --exact against the same committed result is `make gate`, in CI.)
+    """
+    from memora_bench import cli as memora_cli
+    from memora_bench.paths import repo_root
+
+    sub = weakened_salun(tmp_path / "salun-mini-seven", 0.5)
+    assert memora_cli.main(["evaluate", str(sub), "--tasks", "mini-seven", "--out", str(tmp_path / "out"),
+                            "--cache-dir", str(tmp_path / "cache"), "--json"]) == 0
+    old, new = repo_root() / "results" / "mini-v1" / "salun-mini-seven", tmp_path / "out" / "salun-mini-seven"
+    res = cli(old, new)
+    assert res.returncode == 1 and "REGRESSED" in res.stdout, res.stdout + res.stderr
+    rows = {r["score"]: r for r in json.loads(cli(old, new, "--json").stdout)["rows"]}
+    seven = rows["plain/seven"]
+    assert seven["regressed"] and seven["gates"]
+    assert (seven["old_k"], seven["old_n"]) == (2, 60)  # the committed SalUn: 2 of 60 sevens
+    assert seven["new_k"] >= 12  # half the change brings sevens back (23 of 60 when measured)
