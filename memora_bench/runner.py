@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import platform
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,23 +29,61 @@ GENERATE_CODE_VERSION = 2  # bump when a change to generation can change an imag
 SCHEMA_VERSION = 1
 
 
+_LOCK = threading.RLock()  # counters and stage times, shared by jobs run side by side
+_THREAD = threading.local()
+
+
+def side_by_side(jobs: list[Callable[[], Any]]) -> list:
+    """``[job() for job in jobs]``, independent jobs run at once: on CPU each job on one thread of its own,
+    as many at once as torch has threads (always one thread per job, even alone, so a job's numbers do not
+    depend on the machine's core count); on a GPU one after the other. Results come in job order."""
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from memora_bench.models.generate import one_thread
+
+    cpu = torch.device(compute_device()).type == "cpu"
+    workers = min(max(1, torch.get_num_threads()), len(jobs)) if cpu else 1
+
+    def run(job):
+        _THREAD.side_by_side = workers > 1
+        try:
+            with one_thread() if cpu else contextlib.nullcontext():
+                return job()
+        finally:
+            _THREAD.side_by_side = False
+
+    if workers <= 1:
+        return [run(job) for job in jobs]
+    with ThreadPoolExecutor(workers, thread_name_prefix="side-by-side") as pool:
+        return list(pool.map(run, jobs))
+
+
 @dataclass
 class StageTimer:
-    """Wall and CPU seconds per named stage (CPU seconds are the device seconds on a CPU run)."""
+    """Wall and CPU seconds per named stage (CPU seconds are the device seconds on a CPU run).
+
+    Thread-safe. Inside :meth:`side_by_side` (jobs running at once on threads of their own) a stage's CPU
+    seconds are its thread's own and its wall seconds add up per job, so stages that overlap in time may sum
+    to more than the run's wall time; ``memora_side_by_side`` holds the wall time they took together."""
 
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __call__(self, name: str):
         timer = self
+        cpu_clock = time.thread_time if getattr(_THREAD, "side_by_side", False) else time.process_time
 
         class _Ctx:
             def __enter__(self):
-                self.w, self.c = time.perf_counter(), time.process_time()
+                self.w, self.c = time.perf_counter(), cpu_clock()
 
             def __exit__(self, *exc):
-                s = timer.stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
-                s["wall_s"] += time.perf_counter() - self.w
-                s["cpu_s"] += time.process_time() - self.c
+                with _LOCK:
+                    s = timer.stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+                    s["wall_s"] += time.perf_counter() - self.w
+                    s["cpu_s"] += cpu_clock() - self.c
 
         return _Ctx()
 
@@ -62,8 +101,12 @@ class Model:
 
     def pipeline(self, timer: "StageTimer", stage: str = "load_model"):
         if self._pipe is None:
-            with timer(stage):
-                self._pipe = self.loader().to(compute_device())
+            from memora_bench.models import BUILD_LOCK
+
+            with BUILD_LOCK:  # jobs side by side share models (one load), and loading patches torch process-wide
+                if self._pipe is None:
+                    with timer(stage):
+                        self._pipe = self.loader().to(compute_device())
         return self._pipe
 
 
@@ -138,7 +181,15 @@ class Unit:
     def pipeline(self):
         return self.model.pipeline(self.timer)
 
+    def count(self, name: str, n: int) -> None:
+        with _LOCK:
+            self.counters[name] += n
+
     def classifier(self, name: str):
+        with _LOCK:
+            return self._classifier(name)
+
+    def _classifier(self, name: str):
         if name not in self._classifiers:
             from memora_bench.classifiers.registry import load_classifier
 
@@ -179,7 +230,7 @@ class Unit:
                 missing.append(rec)
             else:
                 rec["image"] = img
-        self.counters["images_cached"] += len(records) - len(missing)
+        self.count("images_cached", len(records) - len(missing))
         by_guidance: dict[float, list[dict]] = {}
         for rec in missing:
             by_guidance.setdefault(rec["row"].guidance, []).append(rec)
@@ -194,7 +245,7 @@ class Unit:
                 for rec, img in zip(chunk, out):
                     self.cache.put_image(rec["image_key"], img)
                     rec["image"] = img
-                self.counters["images_generated"] += len(chunk)
+                self.count("images_generated", len(chunk))
         return records
 
     # --- judging ----------------------------------------------------------------------------------------

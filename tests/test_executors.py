@@ -18,8 +18,8 @@ SMALL_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-small.yaml"
 MEMORA_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-memora-seeds.yaml"
 
 
-def _evaluate(out: Path, cache: Path, *extra, suite: Path = SMALL_SUITE) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
+def _evaluate(out: Path, cache: Path, *extra, suite: Path = SMALL_SUITE, **env_extra) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", **env_extra)
     return subprocess.run([sys.executable, "-m", "memora_bench.cli", "evaluate", "original",
                            "--suite", str(suite), "--out", str(out), "--cache-dir", str(cache), "--json",
                            *extra], capture_output=True, text=True, env=env, timeout=1200)
@@ -67,6 +67,23 @@ def test_ray_run_of_memora_shards_by_attack_seed_and_matches_local(tmp_path):
     # the LoRA runs happened in the seed shards: the probe's own part found them cached
     assert rb["timing"]["stages"]["memora_lora"]["cpu_s"] > 0
     assert rb["timing"]["probes"]["memora"]["cpu_s"] < rb["timing"]["stages"]["memora_lora"]["cpu_s"]
+
+
+@pytest.mark.slow
+def test_memora_seeds_side_by_side_equal_one_after_the_other(tmp_path):
+    """Attack seeds run side by side on two threads give the very images and counts of a one-thread run."""
+    runs = {}
+    for threads in ("1", "2"):
+        res = _evaluate(tmp_path / threads, tmp_path / f"cache-{threads}", suite=MEMORA_SUITE,
+                        OMP_NUM_THREADS=threads)
+        assert res.returncode == 0, res.stderr
+        runs[threads] = tmp_path / threads / "original"
+    lines = [(runs[t] / "mini-seven-small.images.jsonl").read_bytes() for t in ("1", "2")]
+    assert lines[0] == lines[1] and b'"attack_seed": 1' in lines[0]
+    ra, rb = [load_result(runs[t] / "mini-seven-small.json") for t in ("1", "2")]
+    assert (ra["environment"].pop("torch_threads"), rb["environment"].pop("torch_threads")) == (1, 2)
+    assert stable_part(ra) == stable_part(rb)
+    assert "memora_side_by_side" in rb["timing"]["stages"]
 
 
 def test_compute_device_is_cpu_unless_asked(monkeypatch):

@@ -127,7 +127,7 @@ def _pad(items: list, size: int) -> list:
 
 
 @contextlib.contextmanager
-def _one_thread():
+def one_thread():
     """Torch ops of the calling thread run single-threaded inside the block (OpenMP's setting is per thread)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -145,7 +145,7 @@ def map_micro_batches(device, fn, starts) -> list:
     workers = min(max(1, torch.get_num_threads()) if cpu else 1, len(starts))
 
     def run(i):
-        with torch.inference_mode(), (_one_thread() if cpu else contextlib.nullcontext()):
+        with torch.inference_mode(), (one_thread() if cpu else contextlib.nullcontext()):
             return fn(i)
 
     if workers <= 1:

@@ -27,6 +27,8 @@ from typing import Callable
 
 import torch
 
+from memora_bench.models import BUILD_LOCK
+
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 ADAPTER = "memora"
 
@@ -46,9 +48,10 @@ def add_adapter(unet, params: LoraParams, seed: int) -> None:
     """Add a Gaussian-initialised LoRA adapter to the UNet's attention projections (seeded)."""
     from peft import LoraConfig
 
-    torch.manual_seed(seed)
-    unet.add_adapter(LoraConfig(r=params.rank, lora_alpha=params.alpha, init_lora_weights="gaussian",
-                                target_modules=list(TARGET_MODULES)), adapter_name=ADAPTER)
+    with BUILD_LOCK:  # seeding, drawing and creating parameters: not interleaved with another thread's
+        torch.manual_seed(seed)
+        unet.add_adapter(LoraConfig(r=params.rank, lora_alpha=params.alpha, init_lora_weights="gaussian",
+                                    target_modules=list(TARGET_MODULES)), adapter_name=ADAPTER)
 
 
 def lora_state_dict(unet) -> dict[str, torch.Tensor]:
@@ -62,8 +65,9 @@ def load_adapter(unet, state: dict[str, torch.Tensor], params: LoraParams, scale
     from peft import LoraConfig
     from peft.utils import set_peft_model_state_dict
 
-    unet.add_adapter(LoraConfig(r=params.rank, lora_alpha=params.alpha, target_modules=list(TARGET_MODULES)),
-                     adapter_name=ADAPTER)
+    with BUILD_LOCK:
+        unet.add_adapter(LoraConfig(r=params.rank, lora_alpha=params.alpha, target_modules=list(TARGET_MODULES)),
+                         adapter_name=ADAPTER)
     result = set_peft_model_state_dict(unet, state, adapter_name=ADAPTER)
     unexpected = getattr(result, "unexpected_keys", []) or []
     if unexpected:

@@ -25,14 +25,15 @@ Every stage is cached by everything that determines it.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from memora_bench.cache import cache_key
 
-CODE_VERSION = 3  # 2: inversion and re-denoising in micro-batches of 16; 3: a LoRA step's micro-batches in one pass
+CODE_VERSION = 4  # 2: inversion and re-denoising in micro-batches of 16; 3: a LoRA step's micro-batches in one
+# pass; 4: on CPU training images and every LoRA run on one thread each (side by side), whatever the core count
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def training_images(unit, attacked, concept, originals: list[dict], p: MemoraPar
     keys = [cache_key({**base, "pair": i, "t": j}) for i in range(len(p.seed_pairs)) for j in range(k + 1)]
     cached = [unit.cache.get_image(key) for key in keys]
     if all(img is not None for img in cached):
-        unit.counters["images_cached"] += len(keys)
+        unit.count("images_cached", len(keys))
         return keys, cached
     pipe = attacked.pipeline(unit.timer)
     with unit.timer("memora_inversion"):
@@ -128,7 +129,7 @@ def training_images(unit, attacked, concept, originals: list[dict], p: MemoraPar
         images = decode(pipe, clean)
     for key, img in zip(keys, images):
         unit.cache.put_image(key, img)
-    unit.counters["images_generated"] += len(keys)
+    unit.count("images_generated", len(keys))
     return keys, list(images)
 
 
@@ -154,7 +155,10 @@ def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: lis
         context = encode_prompts(pipe, [concept.prompt])
     # Tensors made in inference mode cannot enter autograd; clones made outside it can.
     mean, std, context = mean.clone(), std.clone(), context.clone()
-    unet = copy.deepcopy(pipe.unet)
+    from memora_bench.models import BUILD_LOCK
+
+    with BUILD_LOCK:
+        unet = copy.deepcopy(pipe.unet)
     losses = {}
 
     def save(step, state, loss):
@@ -176,14 +180,18 @@ def recovered_model(unit, attacked, adapters: list[dict], p: MemoraParams, scale
         from peft import LoraConfig
         from peft.utils import set_peft_model_state_dict
 
+        from memora_bench.models import BUILD_LOCK
+        from memora_bench.models.lora import TARGET_MODULES
+
         base = attacked.pipeline(unit.timer)
         pipe = copy.copy(base)
         pipe.unet = copy.deepcopy(base.unet)
         names = []
         for i, a in enumerate(adapters):
             name = f"memora{i}"
-            pipe.unet.add_adapter(LoraConfig(r=p.rank, lora_alpha=p.alpha,
-                                             target_modules=["to_q", "to_k", "to_v", "to_out.0"]), adapter_name=name)
+            with BUILD_LOCK:  # new parameters, and peft's default init from the global generator (overwritten)
+                pipe.unet.add_adapter(LoraConfig(r=p.rank, lora_alpha=p.alpha, target_modules=list(TARGET_MODULES)),
+                                      adapter_name=name)
             set_peft_model_state_dict(pipe.unet, a["state"], adapter_name=name)
             names.append(name)
         pipe.unet.set_adapters(names, weights=[scale] * len(names))
@@ -194,26 +202,53 @@ def recovered_model(unit, attacked, adapters: list[dict], p: MemoraParams, scale
     return Model(fingerprint, load)
 
 
-def attack_curve(unit, attacked, concept, rows, originals, p: MemoraParams, stage: str, lines: list[dict]):
-    """Hits[s][j] over ``rows`` for every attack seed s and budget b_j, plus the adapters per (seed, budget).
+def attack_curves(unit, models: list[tuple], concept, rows, originals, p: MemoraParams, lines: list[dict]):
+    """For each (attacked model, stage): hits[s][j] over ``rows`` for every attack seed s and budget b_j, the
+    adapters per (seed, budget) and the training images' keys.
 
-    Appends one JSONL line per judged image to ``lines`` (with its attack seed and budget).
+    The (model, seed) runs are independent and run side by side (:func:`memora_bench.runner.side_by_side`).
+    Appends one JSONL line per judged image to ``lines`` (with its attack seed and budget), in model and
+    seed order whatever order the runs finish in.
     """
-    keys, images = training_images(unit, attacked, concept, originals, p)
-    hits, adapters = [], {}
-    for seed in p.attack_seeds:
-        per_budget = seed_curve(unit, attacked, concept, rows, keys, images, seed, p, stage, lines, adapters)
-        hits.append(per_budget)
-    return hits, adapters, keys
+    from memora_bench.runner import side_by_side
+
+    prepared = []
+    for (attacked, stage), (keys, images) in zip(models, _training_images_side_by_side(unit, models, concept,
+                                                                                        originals, p)):
+        unit.images(rows, stage, model=attacked)  # budget 0, shared by every seed: made once, before the runs
+        prepared.append((attacked, stage, keys, images))
+    unit.classifier_for(concept.label)  # loaded once, before the runs
+    jobs = [lambda a=a, st=st, k=k, im=im, seed=seed: seed_curve(unit, a, concept, rows, k, im, seed, p, st)
+            for a, st, k, im in prepared for seed in p.attack_seeds]
+    with unit.timer("memora_side_by_side"):
+        done = iter(side_by_side(jobs))
+    out = []
+    for _, _, keys, _ in prepared:
+        hits, adapters = [], {}
+        for _seed in p.attack_seeds:
+            per_budget, seed_lines, seed_adapters = next(done)
+            hits.append(per_budget)
+            lines += seed_lines
+            adapters.update(seed_adapters)
+        out.append((hits, adapters, keys))
+    return out
 
 
-def seed_curve(unit, attacked, concept, rows, keys, images, seed: int, p: MemoraParams, stage: str,
-               lines: list[dict], adapters: dict) -> list[np.ndarray]:
-    """One attack seed: its LoRA run and the judged images at every budget (hits per budget)."""
+def _training_images_side_by_side(unit, models: list[tuple], concept, originals, p: MemoraParams) -> list:
+    """Each model's training images, as one job each: on one thread, so they do not depend on the core count."""
+    from memora_bench.runner import side_by_side
+
+    return side_by_side([lambda a=a: training_images(unit, a, concept, originals, p) for a, _ in models])
+
+
+def seed_curve(unit, attacked, concept, rows, keys, images, seed: int, p: MemoraParams, stage: str):
+    """One attack seed: its LoRA run and the judged images at every budget.
+
+    Returns (hits per budget, JSONL lines, adapters by (seed, budget))."""
     from memora_bench.runner import image_lines
 
     ckpts = lora_checkpoints(unit, attacked, concept, keys, images, seed, p)
-    per_budget = []
+    per_budget, lines, adapters = [], [], {}
     for b in p.budgets:
         model = attacked if b == 0 else recovered_model(unit, attacked, [ckpts[b]], p)
         recs = unit.judge(unit.images(rows, stage, model=model), stage)
@@ -221,7 +256,7 @@ def seed_curve(unit, attacked, concept, rows, keys, images, seed: int, p: Memora
         lines += [dict(line, attack_seed=seed, budget=b) for line in image_lines(recs, stage, "attack")]
         if b > 0:
             adapters[(seed, b)] = ckpts[b]
-    return per_budget
+    return per_budget, lines, adapters
 
 
 PREP = "prep"
@@ -252,13 +287,15 @@ def prefetch(unit, params: dict, shard: str) -> None:
         originals = concept_images(unit, original, concept, p)
         if shard == PREP:
             unit.judge(unit.images(rows, "memora_ceiling", model=original), "memora_ceiling")
-        for attacked, stage in models:
-            keys, images = training_images(unit, attacked, concept, originals, p)
-            if shard != PREP:
-                seed = int(shard.removeprefix("seed="))
-                if seed not in p.attack_seeds:
-                    raise ValueError(f"MemoRa shard {shard!r}: seed {seed} is not one of {p.attack_seeds}")
-                seed_curve(unit, attacked, concept, rows, keys, images, seed, p, stage, [], {})
+        if shard == PREP:
+            _training_images_side_by_side(unit, models, concept, originals, p)
+            for attacked, stage in models:
+                unit.images(rows, stage, model=attacked)  # budget 0
+        else:
+            seed = int(shard.removeprefix("seed="))
+            if seed not in p.attack_seeds:
+                raise ValueError(f"MemoRa shard {shard!r}: seed {seed} is not one of {p.attack_seeds}")
+            attack_curves(unit, models, concept, rows, originals, replace(p, attack_seeds=(seed,)), [])
 
 
 def run(unit, params: dict) -> tuple[dict, list[dict]]:
@@ -280,7 +317,9 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
         originals = concept_images(unit, original, concept, p)
         ceiling = np.array([r["hit"] for r in unit.judge(unit.images(rows, "memora_ceiling", model=original),
                                                           "memora_ceiling")])
-        hits, adapters, train_keys = attack_curve(unit, unit.model, concept, rows, originals, p, "memora", lines)
+        curves = attack_curves(unit, [(unit.model, "memora")] + ([(oracle, "memora_oracle")] if oracle else []),
+                               concept, rows, originals, p, lines)
+        hits, adapters, train_keys = curves[0]
         top_hits[concept.label] = [h[-1] for h in hits]
         adapters_by_concept[concept.name] = adapters
         entry = {"eval_prompts": [r.id for r in rows], "training_images": train_keys,
@@ -288,7 +327,7 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
                                  s.bootstrap_seed, s.confidence).as_dict()}
         entry["curve"] = [_pooled_rate(unit, [h[j] for h in hits]) for j in range(len(p.budgets))]
         if oracle is not None:
-            oracle_hits, _, _ = attack_curve(unit, oracle, concept, rows, originals, p, "memora_oracle", lines)
+            oracle_hits = curves[1][0]
             entry["oracle_curve"] = [_pooled_rate(unit, [h[j] for h in oracle_hits]) for j in range(len(p.budgets))]
             score = recovery_score(p.budgets, hits, oracle_hits, ceiling, s.bootstrap, s.bootstrap_seed,
                                    p.stm_above, p.ltm_below, s.confidence)
