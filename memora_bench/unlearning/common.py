@@ -215,7 +215,7 @@ class Checkpointer:
     def load(self) -> dict | None:
         if not self.path.exists():
             return None
-        state = torch.load(self.path, weights_only=False)
+        state = torch.load(self.path, weights_only=True)  # tensors, ints and dicts only: never unpickle code
         if state["params"] != self.params:  # another parameter set: start afresh
             return None
         self.prior_cpu = state["cpu_seconds"]
