@@ -65,7 +65,7 @@ def side_by_side(jobs: list[Callable[[], Any]]) -> list:
 class StageTimer:
     """Wall and CPU seconds per named stage (CPU seconds are the device seconds on a CPU run).
 
-    Thread-safe. Inside :meth:`side_by_side` (jobs running at once on threads of their own) a stage's CPU
+    Thread-safe. Inside :func:`side_by_side` (jobs running at once on threads of their own) a stage's CPU
     seconds are its thread's own and its wall seconds add up per job, so stages that overlap in time may sum
     to more than the run's wall time; ``memora_side_by_side`` holds the wall time they took together."""
 
