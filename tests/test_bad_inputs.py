@@ -132,6 +132,16 @@ def other_base_revision(w: World) -> list[str]:
     return w.evaluate(folder)
 
 
+def oversized(w: World) -> list[str]:
+    """A sparse file one byte over the size limit: refused before it is read (no disk space, no hashing)."""
+    from memora_bench.models.loading import MAX_CHECKPOINT_BYTES
+
+    folder = w.submission("checkpoint: {path: w.safetensors, sha256: '" + "0" * 64 + "', component: unet}\n")
+    with open(folder / "w.safetensors", "wb") as f:
+        f.truncate(MAX_CHECKPOINT_BYTES + 1)
+    return w.evaluate(folder)
+
+
 def header_too_long(w: World) -> list[str]:
     return w.evaluate(w.checkpoint(raw=struct.pack("<Q", 10**9) + b"{}"))
 
@@ -206,6 +216,7 @@ CASES = [
     Case("checkpoint-sha-mismatch", "checkpoint",
          lambda w: w.evaluate(w.checkpoint({UNET_KEY: good_tensor()}, sha="0" * 64)),
          ("sha256 is", "the manifest says " + "0" * 64)),
+    Case("checkpoint-over-size-limit", "checkpoint", oversized, ("w.safetensors: larger than the 8 GiB limit",)),
     Case("checkpoint-junk-bytes", "checkpoint", lambda w: w.evaluate(w.checkpoint(raw=b"junk")),
          ("malformed safetensors file", "header too small")),
     Case("checkpoint-header-too-long", "checkpoint", header_too_long, ("malformed safetensors file", "header too large")),

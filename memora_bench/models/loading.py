@@ -165,8 +165,8 @@ def verify_checkpoint_file(submission: Submission) -> Path:
                                 Path(submission.path).parent in p.parents):
         problems.append(f"{path}: symlinks are not accepted inside a submission")
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    if sum(p.stat().st_size for p in files) > MAX_CHECKPOINT_BYTES:
-        problems.append(f"{path}: larger than the {MAX_CHECKPOINT_BYTES // 1024**3} GiB limit")
+    if sum(p.stat().st_size for p in files) > MAX_CHECKPOINT_BYTES:  # refused before hashing gigabytes
+        raise CheckpointError(problems + [f"{path}: larger than the {MAX_CHECKPOINT_BYTES // 1024**3} GiB limit"])
     digest = sha256_file(path) if path.is_file() else folder_sha256(path)
     if digest != submission.checkpoint.sha256:
         problems.append(f"{path}: sha256 is {digest}, the manifest says {submission.checkpoint.sha256}")
