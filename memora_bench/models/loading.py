@@ -87,7 +87,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _torch_load_reason(err: Exception) -> str:
     """The informative part of torch.load's error: which global the pickle needs, or why the file is unreadable.
 
-    torch's own message goes on to suggest ``weights_only=False``, advice an untrusted file must not get.
+    torch's own message goes on to suggest turning weights-only loading off, advice an untrusted file must not get.
     """
     text = str(err)
     if "WeightsUnpickler error:" in text:
