@@ -35,6 +35,7 @@ class PromptSource:
     guidance: str = ""  # upstream guidance column; empty: every row gets default_guidance
     default_guidance: float = 7.5
     id_prefix: str = ""
+    rows: int = 0  # keep the first N upstream rows (0: all), e.g. 1,000 of a 10,000-caption set
 
 
 def cached_path(sha256: str, root: Path | None = None) -> Path:
@@ -65,6 +66,10 @@ def convert(text: str, src: PromptSource) -> str:
                      "guidance": guidance, "concept": src.concept})
     if not rows:
         raise PromptSourceError(f"{src.url}: no rows")
+    if src.rows:
+        if len(rows) < src.rows:
+            raise PromptSourceError(f"{src.url}: has {len(rows)} rows, the card keeps the first {src.rows}")
+        rows = rows[:src.rows]
     return prompts_csv(rows)
 
 

@@ -330,7 +330,8 @@ def environment() -> dict:
 
 
 def task_prompts(task: Task, which: str) -> list[PromptRow]:
-    ps = getattr(task, which)
+    """The rows of one of the task's prompt sets: ``attack_prompts``, ``retain_prompts`` or ``quality``."""
+    ps = task.quality.prompts if which == "quality" else getattr(task, which)
     return read_prompts(ps.path(Path(task.path).parent), ps.sha256)
 
 

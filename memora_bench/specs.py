@@ -82,6 +82,20 @@ class BaseModel:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """Image quality on captions outside the task (SD-1.4 tasks; AdvUnlearn's protocol): CLIP score of each
+    image with its caption (open_clip), and FID against a folder of real images (torchmetrics)."""
+
+    prompts: PromptSet  # the captions (e.g. the first 1,000 of COCO-10k), one image per row
+    clip_model: str = "ViT-B-32"  # open_clip architecture and pretrained tag (the reference's
+    clip_pretrained: str = "openai"  # openai/clip-vit-base-patch32)
+    real_images: str = ""  # environment variable naming a folder of real images for FID; empty: no FID
+
+
+QUALITY_KEYS = {"prompts", "clip", "fid"}
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     version: int
@@ -93,6 +107,7 @@ class Task:
     classifiers: tuple[ClassifierRef, ...]
     generation: Generation
     oracle: BaseModel | None = None  # the retrain oracle (the same model trained without the concept)
+    quality: Quality | None = None  # CLIP score and FID on captions outside the task (SD-1.4 tasks)
     path: str = ""  # the card's file, filled in by the loader
     sha256: str = ""
 
@@ -261,6 +276,43 @@ def _nonempty_list(m: dict, key: str, path: Path, problems: list[str]) -> list:
     return value
 
 
+def _prompt_set(r: _Reader, m: dict, key: str, path: Path, problems: list[str]) -> PromptSet:
+    """The prompt set under ``m[key]``: a CSV beside the card (``file``) or a set published elsewhere (``source``)."""
+    pm = r.mapping(m.get(key, {}), key, _keys(PromptSet), _required(PromptSet)) if key in m else {}
+    source = None
+    if "source" in pm:
+        from dataclasses import fields as dc_fields
+
+        from memora_bench.prompt_sources import PromptSource
+
+        names = {f.name for f in dc_fields(PromptSource)}
+        sm = r.mapping(pm["source"], f"{key}.source", names, {"url", "concept"})
+        kw = {k: v for k, v in sm.items() if k in names and isinstance(v, (str, int, float))}
+        if "rows" in kw and (not isinstance(kw["rows"], int) or kw["rows"] < 0):
+            problems.append(f"{path}: '{key}.source.rows' must be a whole number >= 0 (0: every row), "
+                            f"got {kw['rows']!r}")
+            kw.pop("rows")
+        source = PromptSource(**kw) if {"url", "concept"} <= set(kw) else None
+    ps = PromptSet(r.get(pm, "sha256", str, f"{key}.sha256", ""), r.get(pm, "file", str, f"{key}.file", ""), source)
+    if pm and bool(ps.file) == (source is not None):
+        problems.append(f"{path}: '{key}' needs exactly one of 'file' (a CSV beside the card) or 'source' "
+                        f"(a set fetched on first use)")
+    return ps
+
+
+def _quality(r: _Reader, data: Any, path: Path, problems: list[str]) -> Quality:
+    qm = r.mapping(data, "quality", QUALITY_KEYS, {"prompts", "clip"})
+    ps = _prompt_set(r, {"quality.prompts": qm.get("prompts")} if "prompts" in qm else {}, "quality.prompts",
+                     path, problems)
+    cm = r.mapping(qm.get("clip", {}), "quality.clip", {"model", "pretrained"}, {"model", "pretrained"})
+    fm = r.mapping(qm["fid"], "quality.fid", {"real_images"}, {"real_images"}) if "fid" in qm else {}
+    env = r.get(fm, "real_images", str, "quality.fid.real_images", "")
+    if env and not env.replace("_", "").isalnum():
+        problems.append(f"{path}: 'quality.fid.real_images' names an environment variable, got {env!r}")
+    return Quality(ps, r.get(cm, "model", str, "quality.clip.model", ""),
+                   r.get(cm, "pretrained", str, "quality.clip.pretrained", ""), env)
+
+
 def load_task(path: Path) -> Task:
     """A task card; raises :class:`SpecError` listing every problem of the card and its prompt files."""
     path, problems, r, data = _open(path)
@@ -274,24 +326,7 @@ def load_task(path: Path) -> Task:
             r.get(cm, "prompt", str, f"concepts[{i}].prompt", ""),
             r.get(cm, "label", str, f"concepts[{i}].label", ""),
         ))
-    sets = {}
-    for key in ("attack_prompts", "retain_prompts"):
-        pm = r.mapping(m.get(key, {}), key, _keys(PromptSet), _required(PromptSet)) if key in m else {}
-        source = None
-        if "source" in pm:
-            from dataclasses import fields as dc_fields
-
-            from memora_bench.prompt_sources import PromptSource
-
-            names = {f.name for f in dc_fields(PromptSource)}
-            sm = r.mapping(pm["source"], f"{key}.source", names, {"url", "concept"})
-            kw = {k: v for k, v in sm.items() if k in names and isinstance(v, (str, int, float))}
-            source = PromptSource(**kw) if {"url", "concept"} <= set(kw) else None
-        ps = PromptSet(r.get(pm, "sha256", str, f"{key}.sha256", ""), r.get(pm, "file", str, f"{key}.file", ""), source)
-        if pm and bool(ps.file) == (source is not None):
-            problems.append(f"{path}: '{key}' needs exactly one of 'file' (a CSV beside the card) or 'source' "
-                            f"(a set fetched on first use)")
-        sets[key] = ps
+    sets = {key: _prompt_set(r, m, key, path, problems) for key in ("attack_prompts", "retain_prompts")}
     classifiers = []
     from memora_bench.classifiers.registry import CLASSIFIERS
 
@@ -325,14 +360,17 @@ def load_task(path: Path) -> Task:
         classifiers=tuple(classifiers),
         generation=gen,
         oracle=_base_model(r, m["oracle"]) if m.get("oracle") is not None else None,
+        quality=_quality(r, m["quality"], path, problems) if "quality" in m else None,
         path=str(path),
         sha256=sha256_file(path) if path.exists() else "",
     )
     if task.name and task.name != path.stem:
         problems.append(f"{path}: 'name' is {task.name!r} but the file is named {path.stem!r}")
     labels = {c.label for c in concepts}
-    for key in ("attack_prompts", "retain_prompts"):
-        ps = getattr(task, key)
+    sets = {"attack_prompts": task.attack_prompts, "retain_prompts": task.retain_prompts}
+    if task.quality is not None:
+        sets["quality.prompts"] = task.quality.prompts
+    for key, ps in sets.items():
         if ps.source is not None:
             from memora_bench.prompt_sources import cached_path
 
@@ -342,12 +380,11 @@ def load_task(path: Path) -> Task:
             rows = read_prompts(path.parent / ps.file, ps.sha256, problems)
         else:
             rows = []
-        if rows:
-            if key == "attack_prompts":
-                for row in rows:
-                    if row.concept not in labels:
-                        problems.append(f"{path.parent / ps.file}: row {row.id}: concept {row.concept!r} is not "
-                                        f"one of the task's concept labels {sorted(labels)}")
+        if key == "attack_prompts":
+            for row in rows:
+                if row.concept not in labels:
+                    problems.append(f"{path.parent / ps.file}: row {row.id}: concept {row.concept!r} is not "
+                                    f"one of the task's concept labels {sorted(labels)}")
     if problems:
         raise SpecError(problems)
     return task
@@ -384,7 +421,7 @@ def read_prompts(path: Path, expected_sha256: str | None, problems: list[str] | 
         except UnicodeDecodeError:
             problems.append(f"{path}: not UTF-8 text")
             text = ""
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines inside quoted prompts
         header = reader.fieldnames or []
         missing = [c for c in PROMPT_COLUMNS if c not in header]
         extra = [c for c in header if c not in PROMPT_COLUMNS]
@@ -394,7 +431,8 @@ def read_prompts(path: Path, expected_sha256: str | None, problems: list[str] | 
             problems.append(f"{path}: unknown column '{c}'{_suggest(c, PROMPT_COLUMNS)}")
         seen: set[str] = set()
         if not missing:
-            for line, rec in enumerate(reader, start=2):
+            for rec in reader:
+                line = reader.line_num  # the record's last physical line
                 bad = _prompt_row(rec, f"{path}:{line}", problems)
                 if bad is None:
                     continue

@@ -4,6 +4,8 @@
    task's classifiers: k/N with intervals, overall and per concept.
 2. Fréchet distance between the digit classifier's features of the retain images and of the held-out real
    digits in all three styles (the miniature world's analogue of FID).
+3. For tasks whose card has a ``quality`` block (SD-1.4): CLIP score and FID on captions outside the task
+   (:mod:`memora_bench.quality`).
 """
 
 from __future__ import annotations
@@ -49,4 +51,10 @@ def run(unit) -> tuple[dict, list[dict]]:
                 "reference": "held-out real digits of the miniature world in all three styles",
                 "n_images": len(records),
             }
-    return result, image_lines(records, "utility", "retain")
+    lines = image_lines(records, "utility", "retain")
+    if unit.task.quality is not None:
+        from memora_bench import quality
+
+        result["quality"], more = quality.run(unit)
+        lines += more
+    return result, lines
