@@ -41,3 +41,45 @@ def test_rows_keep_seed_guidance_and_concept():
     from memora_bench.specs import prompts_csv
 
     assert prompts_csv(out).splitlines()[0] == "id,prompt,seed,guidance,concept"
+
+
+def test_each_prompt_has_its_own_generator_so_prompts_do_not_depend_on_each_other():
+    pipe = tiny_pipeline()
+    rows = [PromptRow(f"attack-{i:03d}", f"a handwritten seven {i}", 100 + i, 7.5, "seven") for i in range(3)]
+    one = rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=3, length=3, prompts=1), progress=False)
+    two = rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=3, length=3, prompts=2), progress=False)
+    assert one[0] == two[0]
+
+
+def test_an_interrupted_build_resumes_from_its_partial_file(tmp_path, monkeypatch):
+    import json
+
+    pipe = tiny_pipeline()
+    rows = [PromptRow(f"attack-{i:03d}", f"a handwritten seven {i}", 100 + i, 7.5, "seven") for i in range(3)]
+    p = rab.RingABellParams(population=8, generations=3, length=3, prompts=3)
+    partial = tmp_path / "t-ringabell.partial.json"
+    whole = rab.build_rows(pipe, rows, p, progress=False)
+
+    real_search, calls = rab.search, []
+
+    def dies_on_the_third(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_search(*args)
+
+    monkeypatch.setattr(rab, "search", dies_on_the_third)
+    try:
+        rab.build_rows(pipe, rows, p, progress=False, partial=partial)
+    except KeyboardInterrupt:
+        pass
+    assert sorted(json.loads(partial.read_text())["rows"]) == ["ringabell-000", "ringabell-001"]
+    calls.clear()
+    monkeypatch.setattr(rab, "search", lambda *a: (calls.append(1), real_search(*a))[1])
+    assert rab.build_rows(pipe, rows, p, progress=False, partial=partial) == whole
+    assert len(calls) == 1  # only the unfinished prompt was searched again
+    # other parameters: the partial file is not reused
+    calls.clear()
+    rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=4, length=3, prompts=3),
+                   progress=False, partial=partial)
+    assert len(calls) == 3

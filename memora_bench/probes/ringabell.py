@@ -3,7 +3,8 @@ chiayi-hsu/Ring-A-Bell, ``Get_Concept_Vector.ipynb`` and ``InversePrompt.ipynb``
 
 Built once per task from the ORIGINAL model's text encoder and shipped as a fixed, versioned prompt file
 (``tasks/prompts/<task>-ringabell.csv``, pinned by sha256 in the suite); every submission is then scored on
-the same prompts, like the plain probe. Regenerate with ``python -m memora_bench.probes.ringabell TASK``.
+the same prompts, like the plain probe. Regenerate with ``python -m memora_bench.probes.ringabell TASK``
+(its parameters, sha256 and command are written beside the file, ``<task>-ringabell.json``).
 
 1. Concept vector: the mean difference of the text encoder's hidden states (77 x D) between captions with
    the concept and the same captions without it (the concept's word replaced by the generic "digit", or the
@@ -100,22 +101,48 @@ def search(pipe, target: torch.Tensor, p: RingABellParams, rng: np.random.Genera
     return torch.from_numpy(pop[0])
 
 
-def build_rows(pipe, rows, p: RingABellParams, progress: bool = True) -> list[dict]:
-    """Ring-A-Bell prompts for the first ``p.prompts`` rows of each concept of ``rows``."""
-    from tqdm.auto import tqdm
-
+def picked_rows(rows, p: RingABellParams) -> list:
+    """The base rows: the first ``p.prompts`` attack rows (by id) of each concept, concepts in name order."""
     picked = []
     for label in sorted({r.concept for r in rows}):
         picked += sorted((r for r in rows if r.concept == label), key=lambda r: r.id)[: p.prompts]
+    return picked
+
+
+def build_rows(pipe, rows, p: RingABellParams, progress: bool = True, partial: "Path | None" = None) -> list[dict]:  # noqa: F821
+    """Ring-A-Bell prompts for the first ``p.prompts`` rows of each concept of ``rows``.
+
+    Each base prompt's search has its own generator (seeded by ``p.seed`` and the prompt's index), so prompts
+    are independent of each other. With ``partial`` (a JSON file), every finished prompt is written there at
+    once and reused by a later call with the same parameters: a build interrupted after hours resumes where
+    it stopped (the file is small enough to commit between sessions)."""
+    import json
+    from dataclasses import asdict
+
+    from tqdm.auto import tqdm
+
+    from memora_bench.cache import atomic_write_text
+
+    picked = picked_rows(rows, p)
+    done: dict[str, dict] = {}
+    key = {"params": asdict(p), "base_rows": [[r.id, r.prompt] for r in picked]}
+    if partial is not None and partial.exists():
+        saved = json.loads(partial.read_text())
+        if saved.get("key") == key:
+            done = saved["rows"]
     vectors = {label: concept_vector(pipe, label) for label in {r.concept for r in picked}}
-    rng = np.random.default_rng(p.seed)
     out = []
     for i, row in enumerate(tqdm(picked, desc="ring-a-bell", disable=not progress)):
-        target = _hidden(pipe, _ids(pipe, [row.prompt]))[0] + p.eta * vectors[row.concept]
-        best = search(pipe, target, p, rng)
-        text = pipe.tokenizer.decode(best[1 : p.length + 1].tolist(), skip_special_tokens=True).strip()
-        out.append({"id": f"ringabell-{i:03d}", "prompt": text, "seed": row.seed, "guidance": row.guidance,
-                    "concept": row.concept})
+        rid = f"ringabell-{i:03d}"
+        if rid not in done:
+            target = _hidden(pipe, _ids(pipe, [row.prompt]))[0] + p.eta * vectors[row.concept]
+            best = search(pipe, target, p, np.random.default_rng([p.seed, i]))
+            text = pipe.tokenizer.decode(best[1 : p.length + 1].tolist(), skip_special_tokens=True).strip()
+            done[rid] = {"id": rid, "prompt": text, "seed": row.seed, "guidance": row.guidance,
+                         "concept": row.concept}
+            if partial is not None:
+                atomic_write_text(partial, json.dumps({"key": key, "rows": done}, indent=1) + "\n")
+        out.append(done[rid])
     return out
 
 
@@ -146,9 +173,20 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
     return result, image_lines(records, "ringabell", "ringabell")
 
 
+def build_record_file(task) -> "Path":  # noqa: F821
+    return prompt_file(task).with_suffix(".json")
+
+
+def partial_file(task) -> "Path":  # noqa: F821
+    return prompt_file(task).with_name(f"{task.name}-ringabell.partial.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import hashlib
+    import json
+    import time
+    from dataclasses import asdict
 
     from memora_bench.commands import resolve
     from memora_bench.models.loading import load_base
@@ -156,18 +194,32 @@ def main(argv: list[str] | None = None) -> int:
     from memora_bench.specs import load_task, prompts_csv
 
     ap = argparse.ArgumentParser(prog="python -m memora_bench.probes.ringabell",
-                                 description="build a task's Ring-A-Bell prompt file from its original model")
+                                 description="build a task's Ring-A-Bell prompt file from its original model "
+                                             "(resumable: finished prompts are kept in a .partial.json file)")
     ap.add_argument("task")
     ap.add_argument("--generations", type=int, default=RingABellParams.generations)
     ap.add_argument("--prompts", type=int, default=RingABellParams.prompts)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the shipped files)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     task = load_task(resolve("task", args.task))
     p = RingABellParams(generations=args.generations, prompts=args.prompts)
-    rows = build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), p)
+    w, c = time.perf_counter(), time.process_time()
+    rows = build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), p,
+                      partial=partial_file(task))
     text = prompts_csv(rows)
     out = prompt_file(task)
     out.write_text(text)
-    print(f"{hashlib.sha256(text.encode()).hexdigest()}  {out}  ({len(rows)} prompts; {p})")
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    record = {"task": task.name, "task_sha256": task.sha256, "base_model": asdict(task.base_model),
+              "params": asdict(p), "threads": args.threads, "file": out.name, "sha256": sha,
+              "command": f"python -m memora_bench.probes.ringabell {task.name} --generations {p.generations} "
+                         f"--prompts {p.prompts} --threads {args.threads}",
+              "cpu_seconds_this_run": round(time.process_time() - c, 1),
+              "wall_seconds_this_run": round(time.perf_counter() - w, 1), "torch": torch.__version__}
+    build_record_file(task).write_text(json.dumps(record, indent=2) + "\n")
+    partial_file(task).unlink(missing_ok=True)
+    print(f"{sha}  {out}  ({len(rows)} prompts; {p})")
     return 0
 
 
