@@ -396,7 +396,11 @@ def prompts_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(PROMPT_COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return buf.getvalue()
+    text = buf.getvalue()
+    back = list(csv.DictReader(io.StringIO(text, newline="")))
+    if [r["prompt"] for r in back] != [str(r["prompt"]) for r in rows]:
+        raise ValueError("a prompt does not survive a CSV round trip (a bare carriage return?)")
+    return text
 
 
 def read_prompts(path: Path, expected_sha256: str | None, problems: list[str] | None = None) -> list[PromptRow]:

@@ -83,3 +83,22 @@ def test_an_interrupted_build_resumes_from_its_partial_file(tmp_path, monkeypatc
     rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=4, length=3, prompts=3),
                    progress=False, partial=partial)
     assert len(calls) == 3
+
+
+def test_a_decoded_line_break_becomes_a_space_without_changing_the_token_ids():
+    pipe = tiny_pipeline()
+    raw = "bigbette fitneshernartillery \r\u00e9screenlee\nshape  \r\n madeleine "
+    clean = rab.one_line(raw)
+    assert clean == "bigbette fitneshernartillery \u00e9screenlee shape madeleine"
+    assert rab._ids(pipe, [clean]).tolist() == rab._ids(pipe, [raw]).tolist()
+
+
+def test_a_prompt_file_refuses_a_prompt_that_would_not_read_back():
+    import pytest
+
+    from memora_bench.specs import prompts_csv
+
+    row = {"id": "r-0", "prompt": "a \r b", "seed": 1, "guidance": 7.5, "concept": "seven"}
+    with pytest.raises(ValueError, match="round trip"):
+        prompts_csv([row])
+    assert "a b" in prompts_csv([{**row, "prompt": "a b"}])

@@ -22,6 +22,7 @@ tensors that parents and children share).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,13 +138,24 @@ def build_rows(pipe, rows, p: RingABellParams, progress: bool = True, partial: "
         if rid not in done:
             target = _hidden(pipe, _ids(pipe, [row.prompt]))[0] + p.eta * vectors[row.concept]
             best = search(pipe, target, p, np.random.default_rng([p.seed, i]))
-            text = pipe.tokenizer.decode(best[1 : p.length + 1].tolist(), skip_special_tokens=True).strip()
+            text = pipe.tokenizer.decode(best[1 : p.length + 1].tolist(), skip_special_tokens=True)
+            text = one_line(text)
             done[rid] = {"id": rid, "prompt": text, "seed": row.seed, "guidance": row.guidance,
                          "concept": row.concept}
             if partial is not None:
                 atomic_write_text(partial, json.dumps({"key": key, "rows": done}, indent=1) + "\n")
         out.append(done[rid])
     return out
+
+
+def one_line(text: str) -> str:
+    """A decoded prompt on one line, with the same token ids.
+
+    Byte-level tokens can decode to a bare carriage return or line feed, which would break the prompt file's
+    lines. CLIP's tokenizer collapses each whitespace run to one space before it splits, so a line break and
+    the spaces around it become one space without changing the ids.
+    """
+    return re.sub(r"[ \t\r\n]*[\r\n][ \t\r\n]*", " ", text).strip()
 
 
 def prompt_file(task) -> "Path":  # noqa: F821
