@@ -77,15 +77,22 @@ def table_cmd(args) -> int:
         print(f"error: no result files under {results} (<submission>/<task>.json)", file=sys.stderr)
         return EXIT_BAD_INPUT
     text = table.markdown(rows)
+    memora = table.memora_rows(results, repo_root() / "baselines")
+    memora_text = table.memora_markdown(memora) if memora else None
     if args.write:
         try:
             table.write_into(Path(args.write), text)
+            if memora_text is not None:
+                table.write_into(Path(args.write), memora_text, table.MEMORA_BEGIN, table.MEMORA_END)
         except (OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        print(f"[baselines] table of {len(rows)} results written into {args.write}")
+        print(f"[baselines] table of {len(rows)} results written into {args.write}"
+              + (f", MemoRa table of {len(memora)} rows" if memora else ""))
     else:
         print(text)
+        if memora_text is not None:
+            print(memora_text)
     return EXIT_OK
 
 

@@ -4,6 +4,12 @@ Per baseline and miniature task: the erased concept's plain rate k/N with its 95
 retained-concept accuracy k/N, the Fréchet distance, the build CPU time (from ``baselines/*/build.json``),
 and whether the baseline *erases*: plain rate <= 20 % while retained accuracy stays >= 80 % (issue 5). The
 controls (`original`, `oracle`) come first in each task.
+
+When the results hold the MemoRa probe, :func:`memora_markdown` gives its table (issue 6): per baseline, task
+and erased concept, the recovery curve r(b) (k of n images pooled over attack seeds) at every budget, the
+oracle's curve under the same attack and the original's rate as the ceiling, the steps to recall b_half, the
+memory index M with its interval, the STM / LTM / partial label, AutoMemoRa's rates and, on a two-concept
+task, Multi-MemoRa's rate at the largest budget.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ ERASED_AT_MOST = 0.20
 RETAINED_AT_LEAST = 0.80
 CONTROLS = ("original", "oracle")
 BEGIN, END = "<!-- baselines-table:begin -->", "<!-- baselines-table:end -->"
+MEMORA_BEGIN, MEMORA_END = "<!-- memora-table:begin -->", "<!-- memora-table:end -->"
 
 
 def _pct(x: float) -> str:
@@ -79,11 +86,83 @@ def _cpu(seconds: float | None) -> str:
     return "< 1" if seconds < 1 else f"{seconds:.0f}"
 
 
-def write_into(doc: Path, text: str) -> None:
+def memora_rows(results: Path, baselines: Path) -> list[dict]:
+    """One row per (submission, task, erased concept) of the results that ran MemoRa."""
+    from memora_bench.results import load_result
+
+    out = []
+    for path in sorted(Path(results).glob("*/*.json")):
+        r = load_result(path)
+        m = r["probes"].get("memora")
+        if m is None:
+            continue
+        sub, task = r["submission"]["name"], r["task"]["name"]
+        build_json = baselines / sub / "build.json"
+        recipe = json.loads(build_json.read_text())["recipe"] if build_json.exists() else sub
+        top = str(max(m["params"]["budgets"]))
+        for c in r["task"]["concepts"]:
+            entry = m["concepts"][c["name"]]
+            out.append({
+                "task": task, "submission": sub, "recipe": recipe, "concept": c["label"],
+                "budgets": m["params"]["budgets"],
+                "plain": r["probes"]["plain"]["rates"][c["label"]],
+                "curve": entry["curve"], "oracle_curve": entry.get("oracle_curve"), "ceiling": entry["ceiling"],
+                "score": entry.get("score"),
+                "auto": m.get("auto", {}).get(c["name"], {}),
+                "multi": m["multi"][top][c["name"]] if "multi" in m else None,
+            })
+    order = {c: i for i, c in enumerate(CONTROLS)}
+    out.sort(key=lambda x: (x["task"], order.get(x["submission"], len(order)), x["recipe"], x["concept"]))
+    return out
+
+
+def _num(x, digits: int = 0) -> str:
+    return "–" if x is None or x != x or x in (float("inf"), float("-inf")) else f"{x:.{digits}f}"
+
+
+def memora_markdown(table: list[dict]) -> str:
+    """The MemoRa tables: one per task, a row per (baseline, erased concept), the oracle's curve as the floor."""
+    lines = []
+    for task in sorted({r["task"] for r in table}):
+        rows = [x for x in table if x["task"] == task]
+        budgets = rows[0]["budgets"]
+        weights = sorted({w for x in rows for w in x["auto"]}, key=float)
+        multi = any(x["multi"] is not None for x in rows)
+        head = (["baseline", "concept", "plain"] + [f"r({b})" for b in budgets]
+                + ["b_half [95 %]", "M [95 %]", "label"] + [f"Auto w={w}" for w in weights]
+                + ([f"Multi r({budgets[-1]})"] if multi else []))
+        lines += [f"### {task}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        floors = {}
+        for x in rows:
+            if x["oracle_curve"] is not None:
+                floors.setdefault(x["concept"], (x["oracle_curve"], x["ceiling"]))
+        for concept, (curve, ceiling) in sorted(floors.items()):
+            cells = ["*oracle floor*", concept, ""] + [f"{v['k']}/{v['n']}" for v in curve]
+            lines.append("| " + " | ".join(cells + [""] * (len(head) - len(cells))) + " |")
+            cells = ["*original ceiling*", concept, f"{ceiling['k']}/{ceiling['n']}"]
+            lines.append("| " + " | ".join(cells + [""] * (len(head) - len(cells))) + " |")
+        for x in rows:
+            sc = x["score"]
+            if sc:
+                bh = f"{_num(sc['b_half'])} [{_num(sc['b_half_interval'][0])}, {_num(sc['b_half_interval'][1])}]"
+                mem = f"{_num(sc['memory'], 2)} [{_num(sc['memory_interval'][0], 2)}, {_num(sc['memory_interval'][1], 2)}]"
+                label = sc["label"]
+            else:
+                bh = mem = label = ""
+            cells = ([f"`{x['recipe']}`", x["concept"], f"{x['plain']['k']}/{x['plain']['n']}"]
+                     + [f"{v['k']}/{v['n']}" for v in x["curve"]] + [bh, mem, label]
+                     + [f"{x['auto'][w]['k']}/{x['auto'][w]['n']}" if w in x["auto"] else "" for w in weights]
+                     + ([f"{x['multi']['k']}/{x['multi']['n']}" if x["multi"] else ""] if multi else []))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_into(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace what stands between the table markers of ``doc``."""
     content = doc.read_text()
-    if BEGIN not in content or END not in content:
-        raise ValueError(f"{doc} has no {BEGIN} ... {END} markers")
-    head, rest = content.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    if begin not in content or end not in content:
+        raise ValueError(f"{doc} has no {begin} ... {end} markers")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
