@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from memora_bench.specs import load_submission, sha256_file
 from memora_bench.unlearning import table
@@ -40,3 +41,9 @@ def test_docs_table_is_the_one_generated_from_the_committed_results():
     committed = doc.split(table.BEGIN, 1)[1].split(table.END, 1)[0].strip()
     generated = table.markdown(table.rows(ROOT / "results" / "mini-v1", ROOT / "baselines")).strip()
     assert committed == generated, "run `memora-bench baselines table results/mini-v1 --write docs/baselines.md`"
+    memora = table.memora_rows(ROOT / "results" / "mini-v1", ROOT / "baselines")
+    pinned = "memora" in yaml.safe_load((ROOT / "benchmark" / "mini-v1.yaml").read_text())["probes"]
+    assert bool(memora) == pinned, "the committed results and benchmark/mini-v1.yaml disagree on MemoRa"
+    if pinned:  # the MemoRa table too
+        committed = doc.split(table.MEMORA_BEGIN, 1)[1].split(table.MEMORA_END, 1)[0].strip()
+        assert committed == table.memora_markdown(memora).strip(), "regenerate docs/baselines.md (see above)"
