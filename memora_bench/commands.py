@@ -131,6 +131,14 @@ def _summary(report) -> dict:
         for probe, res in data["probes"].items():
             row[probe] = {k: res["rates"]["all"][k] for k in ("k", "n", "rate", "wilson")}
         row["retain"] = {k: data["utility"]["retain"]["all"][k] for k in ("k", "n", "rate", "wilson")}
+        memora = data["probes"].get("memora")
+        if memora:
+            row["memora_concepts"] = {
+                name: {"budgets": memora["params"]["budgets"],
+                       "curve": [{k: v[k] for k in ("k", "n")} for v in c["curve"]],
+                       "oracle": [{k: v[k] for k in ("k", "n")} for v in c.get("oracle_curve", [])],
+                       **{k: c["score"][k] for k in ("b_half", "memory", "memory_interval", "label") if "score" in c}}
+                for name, c in memora["concepts"].items()}
         if "frechet" in data["utility"]:
             row["frechet"] = data["utility"]["frechet"]["value"]
         row["seconds"] = data["timing"]["total_wall_s"]
@@ -174,12 +182,30 @@ def _fmt(rate: dict) -> str:
     return f"{rate['k']:>3}/{rate['n']:<3} {100 * rate['rate']:5.1f}% [{100 * lo:4.1f}, {100 * hi:4.1f}]"
 
 
+def _two(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _table(summary: dict) -> str:
     lines = [f"{'submission':16s} {'task':18s} {'plain (erased concept)':29s} {'retained accuracy':29s} {'Frechet':>8s}"]
     for r in summary["results"]:
         plain = _fmt(r["plain"]) if "plain" in r else "-"
         fd = f"{r['frechet']:8.3f}" if "frechet" in r else "       -"
         lines.append(f"{r['submission']:16s} {r['task']:18s} {plain:29s} {_fmt(r['retain']):29s} {fd}")
+    memora = [(r, name, c) for r in summary["results"] for name, c in r.get("memora_concepts", {}).items()]
+    if memora:
+        lines += ["", "MemoRa (recovered images k/n before and after the largest LoRA budget; the oracle's at that budget)"]
+        for r, name, c in memora:
+            first, last = c["curve"][0], c["curve"][-1]
+            text = (f"{r['submission']:16s} {r['task']:18s} {name}: {first['k']}/{first['n']} -> {last['k']}/{last['n']} "
+                    f"after {c['budgets'][-1]} steps")
+            if c["oracle"]:
+                text += f" (oracle {c['oracle'][-1]['k']}/{c['oracle'][-1]['n']})"
+            if "label" in c:
+                bh = "never" if c["b_half"] is None else f"{c['b_half']:.0f}"
+                lo, hi = (_two(v) for v in c["memory_interval"])
+                text += f", steps to recall {bh}, M {_two(c['memory'])} [{lo}, {hi}], {c['label']}"
+            lines.append(text)
     lines.append("")
     for r in summary["results"]:
         stages = ", ".join(f"{k} {v['wall_s']:.1f}s" for k, v in r["stages"].items())

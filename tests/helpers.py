@@ -116,3 +116,30 @@ def sd14_shaped_pipeline(seed: int = 0):
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def with_memora(result, curve_k, oracle_k, ceiling_k=16, n=48, auto_k=None):
+    """``result`` with a MemoRa block whose rates and score come from the real scoring code."""
+    import numpy as np
+
+    from memora_bench.scoring import rate, recovery_score
+
+    budgets = [0, 25, 100]
+
+    def hits(ks):  # per attack seed (3), per budget: 16 prompts, the first k//3 of them hit
+        return [[np.array([i < k // 3 for i in range(16)]) for k in ks] for _ in range(3)]
+
+    def pooled(k):
+        return rate([np.array([i < k // 3] * 3) for i in range(16)], 200, 0).as_dict()
+
+    ceiling = np.array([i < ceiling_k for i in range(16)])
+    score = recovery_score(budgets, hits(curve_k), hits(oracle_k), ceiling, 200, 0, 0.5, 0.15, 0.95)
+    entry = {"curve": [pooled(k) for k in curve_k], "oracle_curve": [pooled(k) for k in oracle_k],
+             "ceiling": rate([ceiling[i : i + 1] for i in range(16)], 200, 0).as_dict(), "score": score.as_dict()}
+    memora = {"params": {"budgets": budgets}, "concepts": {"seven": entry},
+              "rates": {"seven": entry["curve"][-1], "all": entry["curve"][-1]},
+              "cost": {"images": 3 * n, "model_evaluations": 1}}
+    if auto_k is not None:
+        memora["auto"] = {"seven": {"0.5": pooled(auto_k)}}
+    result["probes"]["memora"] = memora
+    return result

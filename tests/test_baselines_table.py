@@ -4,7 +4,7 @@ import json
 
 from memora_bench.cli import main
 from memora_bench.unlearning import table
-from tests.helpers import make_result, write_result
+from tests.helpers import make_result, with_memora, write_result
 
 
 def _results(tmp_path):
@@ -61,37 +61,10 @@ def test_build_cpu_under_a_second_is_not_shown_as_zero():
     assert [table._cpu(s) for s in (None, 0.0, 0.4, 1.0, 812.4)] == ["", "< 1", "< 1", "1", "812"]
 
 
-def _with_memora(result, curve_k, oracle_k, ceiling_k=16, n=48, auto_k=None):
-    """``result`` with a MemoRa block whose rates and score come from the real scoring code."""
-    import numpy as np
-
-    from memora_bench.scoring import rate, recovery_score
-
-    budgets = [0, 25, 100]
-
-    def hits(ks):  # per attack seed (3), per budget: 16 prompts, the first k//3 of them hit
-        return [[np.array([i < k // 3 for i in range(16)]) for k in ks] for _ in range(3)]
-
-    def pooled(k):
-        return rate([np.array([i < k // 3] * 3) for i in range(16)], 200, 0).as_dict()
-
-    ceiling = np.array([i < ceiling_k for i in range(16)])
-    score = recovery_score(budgets, hits(curve_k), hits(oracle_k), ceiling, 200, 0, 0.5, 0.15, 0.95)
-    entry = {"curve": [pooled(k) for k in curve_k], "oracle_curve": [pooled(k) for k in oracle_k],
-             "ceiling": rate([ceiling[i : i + 1] for i in range(16)], 200, 0).as_dict(), "score": score.as_dict()}
-    memora = {"params": {"budgets": budgets}, "concepts": {"seven": entry},
-              "rates": {"seven": entry["curve"][-1], "all": entry["curve"][-1]},
-              "cost": {"images": 3 * n, "model_evaluations": 1}}
-    if auto_k is not None:
-        memora["auto"] = {"seven": {"0.5": pooled(auto_k)}}
-    result["probes"]["memora"] = memora
-    return result
-
-
 def test_memora_table_has_the_curve_floor_ceiling_score_and_label(tmp_path, capsys):
     res, bl = tmp_path / "results", tmp_path / "baselines"
-    write_result(res, _with_memora(make_result("uce-mini-seven", plain_k=6), [3, 12, 30], [0, 3, 3], auto_k=9))
-    write_result(res, _with_memora(make_result("salun-mini-seven", plain_k=2), [0, 0, 3], [0, 3, 3]))
+    write_result(res, with_memora(make_result("uce-mini-seven", plain_k=6), [3, 12, 30], [0, 3, 3], auto_k=9))
+    write_result(res, with_memora(make_result("salun-mini-seven", plain_k=2), [0, 0, 3], [0, 3, 3]))
     (bl / "uce-mini-seven").mkdir(parents=True)
     (bl / "uce-mini-seven" / "build.json").write_text(json.dumps({"recipe": "uce", "cpu_seconds": 1.0}))
     rows = table.memora_rows(res, bl)
@@ -118,3 +91,19 @@ def test_memora_table_has_the_curve_floor_ceiling_score_and_label(tmp_path, caps
     doc.write_text(f"{table.BEGIN}\n{table.END}\n")  # results with MemoRa but no place for its table
     assert main(["baselines", "table", str(res), "--write", str(doc)]) == 2
     assert "memora-table:begin" in capsys.readouterr().err
+
+
+def test_evaluate_prints_the_memora_headline_per_concept(tmp_path):
+    from types import SimpleNamespace
+
+    from memora_bench.commands import _summary, _table
+
+    def table_of(result):
+        path = write_result(tmp_path, result)
+        return _table(_summary(SimpleNamespace(written=[path], skipped=[], failed=[])))
+
+    text = table_of(with_memora(make_result("uce-mini-seven", plain_k=6), [3, 12, 30], [0, 3, 3]))
+    line = next(x for x in text.splitlines() if x.startswith("uce-mini-seven") and "seven:" in x)
+    assert "seven: 3/48 -> 30/48 after 100 steps (oracle 3/48), steps to recall " in line
+    assert ", M 0." in line and line.endswith(("partial", "STM", "LTM"))
+    assert "MemoRa" not in table_of(make_result("fmn-mini-seven"))
