@@ -9,7 +9,10 @@ higher is worse. A score **regressed** when
 3. with ``--exact``: any count differs in either direction (for a project's own CI on a fixed machine
    type, where a run is reproducible to the image and a moved count means the code changed a score).
 
-Utility (retained-concept accuracy) is shown for information and does not gate. Inputs that cannot be
+MemoRa contributes every point of its recovery curve (``memora/seven@25``; ``memora/seven`` is the largest
+budget), AutoMemoRa (``memora-auto/seven@w0.5``) and Multi-MemoRa (``memora-multi/three@400``). Utility
+(retained-concept accuracy) and the oracle's curve (the floor) are shown for information and do not gate,
+except under ``--exact``. Inputs that cannot be
 compared (a score missing on one side, a different task version or prompt set) are bad input.
 """
 
@@ -84,6 +87,20 @@ def _scores(result: dict) -> dict[str, tuple[dict, bool]]:
     for probe, res in result["probes"].items():
         for concept, rate in res["rates"].items():
             scores[f"{probe}/{concept}"] = (rate, True)
+    memora = result["probes"].get("memora")
+    if memora:  # the rest of the recovery curve (its last point is memora/<concept>), AutoMemoRa, Multi-MemoRa
+        budgets = memora["params"]["budgets"]
+        for name, c in memora.get("concepts", {}).items():
+            for b, rate in zip(budgets[:-1], c["curve"][:-1]):
+                scores[f"memora/{name}@{b}"] = (rate, True)
+            for b, rate in zip(budgets, c.get("oracle_curve", [])):
+                scores[f"memora-oracle/{name}@{b}"] = (rate, False)  # the floor: not the submission's score
+        for name, by_w in memora.get("auto", {}).items():
+            for w, rate in by_w.items():
+                scores[f"memora-auto/{name}@w{w}"] = (rate, True)
+        for b, by_concept in memora.get("multi", {}).items():
+            for name, rate in by_concept.items():
+                scores[f"memora-multi/{name}@{b}"] = (rate, True)
     for concept, rate in result["utility"]["retain"].items():
         scores[f"utility/retain/{concept}"] = (rate, False)
     return scores

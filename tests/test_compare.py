@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from memora_bench.results import validate_result
-from tests.helpers import make_result, write_result
+from tests.helpers import make_result, with_memora, write_result
 
 
 def cli(*args):
@@ -76,6 +76,29 @@ def test_exact_fails_on_any_moved_count(tmp_path):
     assert cli(old, better, "--exact").returncode == 1
     assert cli(old, utility, "--exact").returncode == 1
     assert cli(old, same, "--exact").returncode == 0
+
+
+def test_memora_gates_on_every_curve_point_and_the_oracle_only_under_exact(tmp_path):
+    from memora_bench.compare import compare, load_results
+
+    def result(folder, curve, oracle, auto):
+        return write_result(tmp_path / folder, with_memora(make_result(plain_k=6), curve, oracle, auto_k=auto))
+
+    old = result("old", [3, 6, 9], [0, 3, 3], 9)
+    names = {r.score: r.gates for r in compare(load_results(old), load_results(old))}
+    assert {k: v for k, v in names.items() if k.startswith("memora")} == {
+        "memora/seven": True, "memora/all": True, "memora/seven@0": True, "memora/seven@25": True,
+        "memora-auto/seven@w0.5": True, "memora-oracle/seven@0": False, "memora-oracle/seven@25": False,
+        "memora-oracle/seven@100": False}
+    # The largest budget unchanged, but the concept came back much sooner: regressed.
+    sooner = result("sooner", [3, 45, 9], [0, 3, 3], 9)
+    res = cli(old, sooner)
+    assert res.returncode == 1 and "memora/seven@25" in next(x for x in res.stdout.splitlines() if "REGRESSED" in x)
+    assert cli(old, result("auto", [3, 6, 9], [0, 3, 3], 45)).returncode == 1
+    # The oracle's curve is the floor: informative, gating only under --exact.
+    floor = result("floor", [3, 6, 9], [0, 30, 30], 9)
+    assert cli(old, floor).returncode == 0 and cli(old, floor, "--exact").returncode == 1
+    assert cli(old, result("same", [3, 6, 9], [0, 3, 3], 9), "--exact").returncode == 0
 
 
 def weakened_salun(folder, fraction: float):
