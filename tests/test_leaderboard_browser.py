@@ -130,3 +130,33 @@ def test_submission_page_and_phone_width(browser, site):
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     page.screenshot(path=str(SHOTS / "index-390.png"), full_page=True)
     page.close()
+
+
+COMMITTED = repo_root() / "leaderboard"
+
+
+def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_results(browser, tmp_path):
+    """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v1: same tables and downloads, no
+    console error, no request off file://, every plain and retained cell equal to its result file."""
+    fresh = tmp_path / "site"
+    build_site([repo_root() / "results" / "mini-v1"], fresh, cache_dir=tmp_path / "no-cache")
+    for name in ("index.html", "leaderboard.csv", "leaderboard.json"):
+        assert (fresh / name).read_bytes() == (COMMITTED / name).read_bytes(), f"run `make leaderboard` ({name})"
+    page, events = open_page(browser, COMMITTED / "index.html")
+    assert not events["console"] and not events["errors"], events
+    assert all(u.startswith("file://") for u in events["requests"]), events["requests"]
+    checked = 0
+    for path in sorted((repo_root() / "results" / "mini-v1").glob("*/*.json")):
+        res = json.loads(path.read_text())
+        row = page.locator(f'table[data-task="{res["task"]["name"]}"] '
+                           f'tr[data-submission="{res["submission"]["name"]}"]')
+        plain, retain = res["probes"]["plain"]["rates"]["all"], res["utility"]["retain"]["all"]
+        cell = row.locator('td[data-col="plain"]')
+        assert float(cell.get_attribute("data-sort")) == plain["rate"]
+        assert f"{plain['k']}/{plain['n']}" in cell.inner_text()
+        assert float(row.locator('td[data-col="retain"]').get_attribute("data-sort")) == retain["rate"]
+        checked += 1
+    assert checked >= 27  # 7 recipes x 3 tasks + the two controls on 3 tasks
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "committed-index-1280.png"), full_page=True)
+    page.close()
