@@ -187,17 +187,18 @@ def _two(x) -> str:
 
 
 def _table(summary: dict) -> str:
-    lines = [f"{'submission':16s} {'task':18s} {'plain (erased concept)':29s} {'retained accuracy':29s} {'Frechet':>8s}"]
+    w = max([16] + [len(r["submission"]) for r in summary["results"]])  # names line up however long
+    lines = [f"{'submission':{w}s} {'task':18s} {'plain (erased concept)':29s} {'retained accuracy':29s} {'Frechet':>8s}"]
     for r in summary["results"]:
         plain = _fmt(r["plain"]) if "plain" in r else "-"
         fd = f"{r['frechet']:8.3f}" if "frechet" in r else "       -"
-        lines.append(f"{r['submission']:16s} {r['task']:18s} {plain:29s} {_fmt(r['retain']):29s} {fd}")
+        lines.append(f"{r['submission']:{w}s} {r['task']:18s} {plain:29s} {_fmt(r['retain']):29s} {fd}")
     memora = [(r, name, c) for r in summary["results"] for name, c in r.get("memora_concepts", {}).items()]
     if memora:
         lines += ["", "MemoRa (recovered images k/n before and after the largest LoRA budget; the oracle's at that budget)"]
         for r, name, c in memora:
             first, last = c["curve"][0], c["curve"][-1]
-            text = (f"{r['submission']:16s} {r['task']:18s} {name}: {first['k']}/{first['n']} -> {last['k']}/{last['n']} "
+            text = (f"{r['submission']:{w}s} {r['task']:18s} {name}: {first['k']}/{first['n']} -> {last['k']}/{last['n']} "
                     f"after {c['budgets'][-1]} steps")
             if c["oracle"]:
                 text += f" (oracle {c['oracle'][-1]['k']}/{c['oracle'][-1]['n']})"
