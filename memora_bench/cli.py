@@ -23,7 +23,7 @@ def build_cli() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="run a suite's probes against submissions; write result files")
     ev.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="submission names or folders")
-    ev.add_argument("--suite", default="mini-v1", help="suite name (benchmark/NAME.yaml) or path (default: mini-v1)")
+    ev.add_argument("--suite", default="mini-v2", help="suite name (benchmark/NAME.yaml) or path (default: mini-v2)")
     ev.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     ev.add_argument("--probes", help="comma-separated subset of the suite's probes")
     ev.add_argument("--out", default="runs", help="results folder (default: runs)")
@@ -94,6 +94,9 @@ def build_cli() -> argparse.ArgumentParser:
     bt.add_argument("results", help="a results folder (<submission>/<task>.json), e.g. results/mini-v1")
     bt.add_argument("--write", metavar="DOC", default=None,
                     help="replace the table between the markers of this file (e.g. docs/baselines.md)")
+    bt.add_argument("--only", choices=("plain", "memora"), default=None,
+                    help="only the plain-probe table, or only the MemoRa table (default: both, when the results "
+                         "ran MemoRa)")
     return parser
 
 

@@ -76,23 +76,28 @@ def table_cmd(args) -> int:
     if not rows:
         print(f"error: no result files under {results} (<submission>/<task>.json)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    text = table.markdown(rows)
     memora = table.memora_rows(results, repo_root() / "baselines")
-    memora_text = table.memora_markdown(memora) if memora else None
+    if args.only == "memora" and not memora:
+        print(f"error: no result under {results} ran the MemoRa probe", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = table.markdown(rows) if args.only != "memora" else None
+    memora_text = table.memora_markdown(memora) if memora and args.only != "plain" else None
     if args.write:
         try:
-            table.write_into(Path(args.write), text)
+            if text is not None:
+                table.write_into(Path(args.write), text)
             if memora_text is not None:
                 table.write_into(Path(args.write), memora_text, table.MEMORA_BEGIN, table.MEMORA_END)
         except (OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        print(f"[baselines] table of {len(rows)} results written into {args.write}"
-              + (f", MemoRa table of {len(memora)} rows" if memora else ""))
+        written = ([f"table of {len(rows)} results"] if text is not None else []) + (
+            [f"MemoRa table of {len(memora)} rows"] if memora_text is not None else [])
+        print(f"[baselines] {', '.join(written)} written into {args.write}")
     else:
-        print(text)
-        if memora_text is not None:
-            print(memora_text)
+        for t in (text, memora_text):
+            if t is not None:
+                print(t)
     return EXIT_OK
 
 
