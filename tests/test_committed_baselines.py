@@ -36,14 +36,50 @@ def test_all_checkpoints_together_fit_the_budget():
     assert total <= 80 * MB
 
 
-def test_docs_table_is_the_one_generated_from_the_committed_results():
+V1, V2 = ROOT / "results" / "mini-v1", ROOT / "results" / "mini-v2"
+V2_RESULTS = sorted(V2.glob("*/*.json"))
+
+
+def test_docs_plain_table_is_the_one_generated_from_the_mini_v1_results():
     doc = (ROOT / "docs" / "baselines.md").read_text()
     committed = doc.split(table.BEGIN, 1)[1].split(table.END, 1)[0].strip()
-    generated = table.markdown(table.rows(ROOT / "results" / "mini-v1", ROOT / "baselines")).strip()
-    assert committed == generated, "run `memora-bench baselines table results/mini-v1 --write docs/baselines.md`"
-    memora = table.memora_rows(ROOT / "results" / "mini-v1", ROOT / "baselines")
-    pinned = "memora" in yaml.safe_load((ROOT / "benchmark" / "mini-v1.yaml").read_text())["probes"]
-    assert bool(memora) == pinned, "the committed results and benchmark/mini-v1.yaml disagree on MemoRa"
-    if pinned:  # the MemoRa table too
-        committed = doc.split(table.MEMORA_BEGIN, 1)[1].split(table.MEMORA_END, 1)[0].strip()
-        assert committed == table.memora_markdown(memora).strip(), "regenerate docs/baselines.md (see above)"
+    generated = table.markdown(table.rows(V1, ROOT / "baselines")).strip()
+    assert committed == generated, ("run `memora-bench baselines table results/mini-v1 --only plain "
+                                    "--write docs/baselines.md`")
+
+
+def test_mini_v1_did_not_run_memora():
+    """mini-v1 is the plain probe only; MemoRa is pinned in mini-v2 (a new suite, not mini-v1 edited in place)."""
+    assert "memora" not in yaml.safe_load((ROOT / "benchmark" / "mini-v1.yaml").read_text())["probes"]
+    assert table.memora_rows(V1, ROOT / "baselines") == []
+
+
+def test_docs_memora_table_is_the_one_generated_from_the_mini_v2_results():
+    doc = (ROOT / "docs" / "baselines.md").read_text()
+    committed = doc.split(table.MEMORA_BEGIN, 1)[1].split(table.MEMORA_END, 1)[0].strip()
+    memora = table.memora_rows(V2, ROOT / "baselines")
+    assert memora, "results/mini-v2 holds no MemoRa result"
+    assert committed == table.memora_markdown(memora).strip(), (
+        "run `memora-bench baselines table results/mini-v2 --only memora --write docs/baselines.md`")
+
+
+@pytest.mark.parametrize("path", V2_RESULTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_mini_v2_result_was_run_with_the_committed_suite_card_and_checkpoint(path):
+    """A committed mini-v2 result is of today's suite file, task card and submission manifest (none edited
+    after the run), and its plain probe counts equal mini-v1's for the same submission: the plain probe is the
+    same in both suites, so a count that moved means generation changed."""
+    from memora_bench.results import load_result
+
+    r = load_result(path)
+    assert r["suite"]["name"] == "mini-v2"
+    assert r["suite"]["sha256"] == sha256_file(ROOT / "benchmark" / "mini-v2.yaml")
+    assert r["task"]["sha256"] == sha256_file(ROOT / "tasks" / f"{r['task']['name']}.yaml")
+    sub = r["submission"]["name"]
+    manifest = next(f / "submission.yaml" for f in (ROOT / "baselines" / sub, ROOT / "submissions" / sub)
+                    if (f / "submission.yaml").exists())
+    assert r["submission"]["manifest_sha256"] == sha256_file(manifest)
+    assert set(r["probes"]) == {"plain", "memora"}
+    v1 = json.loads((V1 / path.parent.name / path.name).read_text())
+    counts = lambda res: {c: (x["k"], x["n"]) for c, x in res["probes"]["plain"]["rates"].items()}
+    assert counts(r) == counts(v1)
+    assert r["utility"]["retain"]["all"]["k"] == v1["utility"]["retain"]["all"]["k"]

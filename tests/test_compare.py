@@ -132,7 +132,8 @@ def test_gate_fails_on_a_weakened_real_checkpoint(tmp_path):
     from memora_bench.paths import repo_root
 
     sub = weakened_salun(tmp_path / "salun-mini-seven", 0.5)
-    assert memora_cli.main(["evaluate", str(sub), "--tasks", "mini-seven", "--out", str(tmp_path / "out"),
+    # mini-v1 (the plain probe): the gate's mechanism on a real checkpoint, without MemoRa's minutes.
+    assert memora_cli.main(["evaluate", str(sub), "--suite", "mini-v1", "--tasks", "mini-seven", "--out", str(tmp_path / "out"),
                             "--cache-dir", str(tmp_path / "cache"), "--json"]) == 0
     old, new = repo_root() / "results" / "mini-v1" / "salun-mini-seven", tmp_path / "out" / "salun-mini-seven"
     res = cli(old, new)

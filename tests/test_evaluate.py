@@ -207,7 +207,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path, small_run):
 
 @pytest.mark.slow
 def test_full_original_run_reproduces_model_card_rates(tmp_path):
-    res = run_cli("evaluate", "original", "--tasks", "mini-seven", "--out", tmp_path / "out", "--cache-dir",
+    res = run_cli("evaluate", "original", "--tasks", "mini-seven", "--probes", "plain", "--out", tmp_path / "out", "--cache-dir",
                   tmp_path / "cache", check=True)
     data = load_result(tmp_path / "out" / "original" / "mini-seven.json")
     card = miniworld.load_manifest()["models"]["base"]["concept_hits"]

@@ -30,8 +30,9 @@ def test_every_shipped_card_suite_and_submission_loads():
     assert {t.name for t in tasks} >= {"mini-seven", "mini-bold", "mini-three-eight"}
     assert {c.kind for t in tasks for c in t.concepts} >= {"object", "style"}
     assert any(len(t.concepts) == 2 for t in tasks)
-    suite = load_suite(ROOT / "benchmark" / "mini-v1.yaml")
-    assert set(suite.tasks) <= {t.name for t in tasks} and suite.version >= 1
+    for name in ("mini-v1", "mini-v2"):
+        suite = load_suite(ROOT / "benchmark" / f"{name}.yaml")
+        assert set(suite.tasks) <= {t.name for t in tasks} and suite.version >= 1
     assert load_submission(ROOT / "submissions" / "original").control
 
 
@@ -187,3 +188,18 @@ def test_result_schema_accepts_every_component_a_submission_may_declare():
     schema = json.loads(SCHEMA_FILE.read_text())
     checkpoint = schema["properties"]["submission"]["properties"]["checkpoint"]["oneOf"][1]
     assert sorted(checkpoint["properties"]["component"]["enum"]) == sorted(COMPONENTS)
+
+
+def test_mini_v2_pins_memora_as_the_reference_runs_it():
+    """The official suite's MemoRa: gmum/MemoRa's recipe (seed pairs, 10 interpolation steps, inversion to step 15
+    of 50, rank 4 / alpha 4, lr 1e-4, accumulation 4, clip 1), a budget sweep up to 400 steps, three attack seeds."""
+    from memora_bench.probes.memora import parse_params
+
+    suite = load_suite(ROOT / "benchmark" / "mini-v2.yaml")
+    assert [p.name for p in suite.probes] == ["plain", "memora"]
+    p = parse_params(dict(next(x for x in suite.probes if x.name == "memora").params))
+    assert p.seed_pairs == ((1805, 2821), (1405, 2421), (1705, 2721)) and p.interpolation == 10
+    assert (p.steps, p.guidance, p.start_step) == (50, 7.5, 15)
+    assert (p.rank, p.alpha, p.lr, p.accumulation, p.max_grad_norm) == (4, 4, 1e-4, 4, 1.0)
+    assert p.budgets == (0, 25, 50, 100, 200, 400) and len(p.attack_seeds) >= 3
+    assert p.auto_weights and p.headline_budgets == (100, 400) and p.ltm_below < p.stm_above
