@@ -206,10 +206,14 @@ def recovery_score(budgets, hits, oracle_hits, ceiling_hits, resamples: int, see
     ho = np.asarray(oracle_hits, dtype=np.float64)
     hc = np.asarray(ceiling_hits, dtype=np.float64)  # (P,)
     S, B, P = h.shape
+    if ho.shape != h.shape:
+        raise ValueError(f"the oracle's hits have shape {ho.shape}, the submission's {h.shape}: the same attack "
+                         "seeds, budgets and prompts are needed for a paired bootstrap")
 
     def scores(seed_idx, prompt_idx):
+        # Seed s of the oracle ran the same attack (same draws) as seed s of the submission: resampled together.
         curve = h[np.ix_(seed_idx, np.arange(B), prompt_idx)].mean(axis=(0, 2))
-        oracle = ho[np.ix_(np.arange(ho.shape[0]), np.arange(B), prompt_idx)].mean(axis=(0, 2))
+        oracle = ho[np.ix_(seed_idx, np.arange(B), prompt_idx)].mean(axis=(0, 2))
         ceiling = hc[prompt_idx].mean()
         return curve, oracle, ceiling
 

@@ -96,3 +96,18 @@ def test_recovery_labels_separate_memory_from_forgetting():
     again = scoring.recovery_score(BUDGETS, fast, oracle, ceiling, 300, 0, stm_above=0.5, ltm_below=0.15)
     assert again == s
     assert scoring.recovery_label((0.2, 0.6), 0.5, 0.15) == "partial"
+
+
+def test_the_oracle_attacked_like_itself_has_memory_exactly_zero_with_a_zero_interval():
+    """The bootstrap is paired over prompts AND attack seeds: the oracle scored against itself is 0 in every
+    resample (when the oracle's seeds were left unresampled, its interval was [-0.006, 0.013] on mini-seven)."""
+    ceiling = np.random.default_rng(9).random(16) < 0.95
+    oracle = _hits([0.05, 0.1, 0.15, 0.2, 0.2, 0.25, 0.2, 0.3], prompts=16, seed=4)
+    s = scoring.recovery_score(BUDGETS, oracle, oracle, ceiling, 300, 0, stm_above=0.5, ltm_below=0.15)
+    assert s.memory == 0.0 and s.memory_interval == (0.0, 0.0) and s.label == "LTM"
+
+
+def test_recovery_score_refuses_an_oracle_attacked_differently():
+    hits, oracle = _hits([0.1] * 8, seeds=3), _hits([0.1] * 8, seeds=2)
+    with pytest.raises(ValueError, match="paired bootstrap"):
+        scoring.recovery_score(BUDGETS, hits, oracle, np.ones(60, bool), 10, 0, stm_above=0.5, ltm_below=0.15)
