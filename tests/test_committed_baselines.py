@@ -83,3 +83,14 @@ def test_mini_v2_result_was_run_with_the_committed_suite_card_and_checkpoint(pat
     counts = lambda res: {c: (x["k"], x["n"]) for c, x in res["probes"]["plain"]["rates"].items()}
     assert counts(r) == counts(v1)
     assert r["utility"]["retain"]["all"]["k"] == v1["utility"]["retain"]["all"]["k"]
+
+
+def test_mini_v2_results_come_task_by_task_each_task_complete():
+    """Results are committed a whole task at a time: a task with any mini-v2 result has one for both controls
+    and every baseline built for it, so the docs and the leaderboard never show a task half evaluated."""
+    tasks = {p.stem for p in V2_RESULTS}
+    assert tasks, "no mini-v2 results"
+    for task in sorted(tasks):
+        have = {p.parent.name for p in V2_RESULTS if p.stem == task}
+        built = {f.name for f in BUILT if json.loads((f / "build.json").read_text())["task"] == task}
+        assert have == {"original", "oracle"} | built, f"{task}: missing {sorted(({'original', 'oracle'} | built) - have)}"
