@@ -53,7 +53,7 @@ baselines: $(VENV)/.installed
 
 # The committed leaderboard site, rebuilt from the committed results (images from the local cache, if any).
 leaderboard: $(VENV)/.installed
-	$(BIN)/memora-bench leaderboard results/mini-v1 --out leaderboard
+	$(BIN)/memora-bench leaderboard results/mini-v2 --out leaderboard
 
 world: $(VENV)/.installed
 	$(BIN)/memora-bench world train

@@ -133,20 +133,22 @@ def test_submission_page_and_phone_width(browser, site):
 
 
 COMMITTED = repo_root() / "leaderboard"
+COMMITTED_RESULTS = repo_root() / "results" / "mini-v2"
 
 
 def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_results(browser, tmp_path):
-    """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v1: same tables and downloads, no
-    console error, no request off file://, every plain and retained cell equal to its result file."""
+    """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v2: same tables and downloads, no
+    console error, no request off file://, every plain, MemoRa and retained cell equal to its result file."""
     fresh = tmp_path / "site"
-    build_site([repo_root() / "results" / "mini-v1"], fresh, cache_dir=tmp_path / "no-cache")
+    build_site([COMMITTED_RESULTS], fresh, cache_dir=tmp_path / "no-cache")
     for name in ("index.html", "leaderboard.csv", "leaderboard.json"):
         assert (fresh / name).read_bytes() == (COMMITTED / name).read_bytes(), f"run `make leaderboard` ({name})"
     page, events = open_page(browser, COMMITTED / "index.html")
     assert not events["console"] and not events["errors"], events
     assert all(u.startswith("file://") for u in events["requests"]), events["requests"]
-    checked = 0
-    for path in sorted((repo_root() / "results" / "mini-v1").glob("*/*.json")):
+    checked = memora_checked = 0
+    results = sorted(COMMITTED_RESULTS.glob("*/*.json"))
+    for path in results:
         res = json.loads(path.read_text())
         row = page.locator(f'table[data-task="{res["task"]["name"]}"] '
                            f'tr[data-submission="{res["submission"]["name"]}"]')
@@ -155,8 +157,21 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
         assert float(cell.get_attribute("data-sort")) == plain["rate"]
         assert f"{plain['k']}/{plain['n']}" in cell.inner_text()
         assert float(row.locator('td[data-col="retain"]').get_attribute("data-sort")) == retain["rate"]
+        memora = res["probes"]["memora"]
+        budgets = memora["params"]["budgets"]
+        # the least-forgotten concept is the one shown (one concept here unless the task erases two)
+        entry = sorted(memora["concepts"].items(), key=lambda kv: (-kv[1]["score"]["memory"], kv[0]))[0][1]
+        for b in memora["params"]["headline_budgets"]:
+            point = entry["curve"][budgets.index(b)]
+            cell = row.locator(f'td[data-col="memora@{b}"]')
+            assert float(cell.get_attribute("data-sort")) == point["rate"]
+            assert f"{point['k']}/{point['n']}" in cell.inner_text()
+        assert row.locator('td[data-col="label"]').inner_text().strip() == entry["score"]["label"]
+        assert float(row.locator('td[data-col="memory"]').get_attribute("data-sort")) == entry["score"]["memory"]
         checked += 1
-    assert checked >= 27  # 7 recipes x 3 tasks + the two controls on 3 tasks
+        memora_checked += 1
+    tasks = {p.stem for p in results}
+    assert checked == len(results) >= 9 * len(tasks) and memora_checked == checked  # 7 recipes + 2 controls a task
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "committed-index-1280.png"), full_page=True)
     page.close()
