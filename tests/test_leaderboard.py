@@ -40,6 +40,10 @@ def results(tmp_path):
     a["probes"]["memora"] = memora_block(memory=0.2, label="LTM")
     b = make_result("method-b", plain_k=5)
     b["probes"]["memora"] = memora_block(memory=0.9, label="STM")
+    # an adversarial probe on one row: its column appears for the whole task, "–" where it did not run
+    b["probes"]["unlearndiffatk"] = {"params": {"k": 3}, "cost": {"images": 60, "model_evaluations": 9000},
+                                     "rates": b["probes"]["plain"]["rates"] | {"all": {**b["probes"]["plain"]["rates"]["all"],
+                                                                                        "k": 27, "rate": 27 / 60}}}
     orig = make_result("original", plain_k=50)
     orig["submission"]["control"] = True
     evil = make_result(EVIL, plain_k=20)
@@ -66,6 +70,9 @@ def test_rows_hold_the_result_numbers_and_controls_come_last(results, tmp_path):
             assert row["plain"] == res["probes"]["plain"]["rates"]["all"]["rate"]
             assert row["plain_detail"].startswith(f"{res['probes']['plain']['rates']['all']['k']}/60 ")
             assert row["retain"] == res["utility"]["retain"]["all"]["rate"]
+    b = next(r for r in seven if r["submission"] == "method-b")
+    assert b["adv:unlearndiffatk"] == 27 / 60 and b["adv:unlearndiffatk_detail"].startswith("27/60 ")
+    assert seven[0]["adv:unlearndiffatk"] is None  # method-a did not run it
     a = seven[0]
     assert a["memory"] == 0.2 and a["label"] == "LTM" and a["b_half"] == 50.0 and a["memora@50"] == 30 / 40
     with (out / "leaderboard.csv").open() as f:

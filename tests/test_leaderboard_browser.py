@@ -81,6 +81,11 @@ def test_numbers_in_the_dom_equal_the_result_files(browser, site, results):  # n
         assert f"{plain['k']}/{plain['n']}" in cell.inner_text()
         retain = res["utility"]["retain"]["all"]
         assert float(row.locator('td[data-col="retain"]').get_attribute("data-sort")) == retain["rate"]
+    adv = json.loads((results / "method-b" / "mini-seven.json").read_text())["probes"]["unlearndiffatk"]["rates"]["all"]
+    cell = page.locator('table[data-task="mini-seven"] tr[data-submission="method-b"] td[data-col="adv:unlearndiffatk"]')
+    assert float(cell.get_attribute("data-sort")) == adv["rate"] and f"{adv['k']}/{adv['n']}" in cell.inner_text()
+    assert page.locator('table[data-task="mini-seven"] th[data-col="adv:unlearndiffatk"]').count() == 1
+    assert page.locator('table[data-task="mini-bold"] th[data-col="adv:unlearndiffatk"]').count() == 0
     page.close()
 
 
