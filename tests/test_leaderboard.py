@@ -128,3 +128,21 @@ def test_cli_exit_codes(results, tmp_path):
     assert ok.returncode == 0 and "2 task table(s), 4 submission page(s)" in ok.stdout
     bad = run_cli("leaderboard", tmp_path / "nothing", "--out", tmp_path / "site2")
     assert bad.returncode == 2 and "no such file or folder" in bad.stderr
+
+
+def test_the_original_model_strip_comes_from_the_original_not_the_oracle(tmp_path):
+    """Both controls run without a checkpoint on the task's base model; only the original erased nothing.
+    (The oracle, first by name, was shown as "original model" until this was fixed.)"""
+    from memora_bench.leaderboard.build import _original_for
+
+    results = {}
+    for name, erased in (("oracle", ["seven", "three", "eight", "bold"]), ("original", []), ("method-a", ["seven"])):
+        r = make_result(name, plain_k=3)
+        r["submission"].update(control=name != "method-a", erased=erased)
+        if name == "method-a":
+            r["submission"]["checkpoint"] = {"path": "u.safetensors", "sha256": "0" * 64, "component": "unet"}
+        else:
+            r["submission"]["checkpoint"] = None
+        results[(name, "mini-seven")] = (r, tmp_path / f"{name}.json")
+    data, path = _original_for(results, "mini-seven", results[("method-a", "mini-seven")][0]["base_model"])
+    assert data["submission"]["name"] == "original" and path.name == "original.json"

@@ -167,10 +167,14 @@ def _kv(obj, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _original_for(results, task: str, base: dict):
-    """The result of a control without a checkpoint on the task's own base model (the original model)."""
+    """The result of the original model on the task: a control with no checkpoint that erased nothing.
+
+    (The retrain oracle is a control with no checkpoint too, and a result records the task's base model, not
+    the control's own, so "erased nothing" is what tells the original from the oracle.)"""
     for (sub, t), (data, path) in sorted(results.items()):
         s = data["submission"]
-        if t == task and s.get("control") and s.get("checkpoint") is None and data["base_model"] == base:
+        if (t == task and s.get("control") and s.get("checkpoint") is None and not s.get("erased")
+                and data["base_model"] == base):
             return data, path
     return None
 
