@@ -93,10 +93,9 @@ def test_memora_table_has_the_curve_floor_ceiling_score_and_label(tmp_path, caps
     assert "memora-table:begin" in capsys.readouterr().err
 
 
-
 def test_only_writes_one_of_the_two_tables(tmp_path, capsys):
     """--only plain leaves the MemoRa table alone and --only memora the plain one (they may come from two suites)."""
-    res, bl = tmp_path / "results", tmp_path / "baselines"
+    res = tmp_path / "results"
     write_result(res, with_memora(make_result("uce-mini-seven", plain_k=6), [3, 12, 30], [0, 3, 3]))
     doc = tmp_path / "b.md"
     doc.write_text(f"{table.BEGIN}\nold plain\n{table.END}\n{table.MEMORA_BEGIN}\nold memora\n{table.MEMORA_END}\n")
@@ -111,6 +110,7 @@ def test_only_writes_one_of_the_two_tables(tmp_path, capsys):
     capsys.readouterr()
     assert main(["baselines", "table", str(plain_only), "--only", "memora"]) == 2
     assert "ran the MemoRa probe" in capsys.readouterr().err
+
 
 def test_evaluate_prints_the_memora_headline_per_concept(tmp_path):
     from types import SimpleNamespace

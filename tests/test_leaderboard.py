@@ -41,9 +41,9 @@ def results(tmp_path):
     b = make_result("method-b", plain_k=5)
     b["probes"]["memora"] = memora_block(memory=0.9, label="STM")
     # an adversarial probe on one row: its column appears for the whole task, "–" where it did not run
+    plain = b["probes"]["plain"]["rates"]
     b["probes"]["unlearndiffatk"] = {"params": {"k": 3}, "cost": {"images": 60, "model_evaluations": 9000},
-                                     "rates": b["probes"]["plain"]["rates"] | {"all": {**b["probes"]["plain"]["rates"]["all"],
-                                                                                        "k": 27, "rate": 27 / 60}}}
+                                     "rates": {**plain, "all": {**plain["all"], "k": 27, "rate": 27 / 60}}}
     orig = make_result("original", plain_k=50)
     orig["submission"]["control"] = True
     evil = make_result(EVIL, plain_k=20)
