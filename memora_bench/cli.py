@@ -31,6 +31,10 @@ def build_cli() -> argparse.ArgumentParser:
     ev.add_argument("--overwrite", choices=["never", "missing", "always"], default="never",
                     help="never: keep existing results; missing: recompute results from the cache, generating "
                          "only missing images; always: regenerate everything (default: never)")
+    ev.add_argument("--reuse", metavar="DIR", default=None,
+                    help="a folder of earlier results (e.g. results/mini-v2): copy each probe section (and the "
+                         "utility measures) whose inputs are identical instead of recomputing it; the copy "
+                         "records where it came from (local executor only)")
     ev.add_argument("--json", action="store_true", help="print a JSON summary")
     ev.add_argument("--profile", action="store_true",
                     help="also print seconds per stage, images generated and cached, and model evaluations")

@@ -82,6 +82,11 @@ def evaluate(args) -> int:
         except SpecError as err:
             problems += err.problems
     problems += _base_model_mismatches(submissions, tasks or [])
+    if args.reuse is not None:
+        if not Path(args.reuse).is_dir():
+            problems.append(f"--reuse {args.reuse}: not a folder of result files")
+        if args.executor != "local":
+            problems.append("--reuse runs with the local executor only")
     if problems:
         _err(problems)
         return EXIT_BAD_INPUT
@@ -97,7 +102,8 @@ def evaluate(args) -> int:
         ray_options = {"address": args.address, "gpus_per_unit": args.gpus_per_unit,
                        "cpus_per_unit": args.cpus_per_unit}
     report = run(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
-                 progress=not args.json and sys.stderr.isatty(), executor=args.executor, ray_options=ray_options)
+                 progress=not args.json and sys.stderr.isatty(), executor=args.executor, ray_options=ray_options,
+                 reuse=None if args.reuse is None else Path(args.reuse))
     summary = _summary(report)
     if args.profile:
         summary["profile"] = _profile(summary)
@@ -148,7 +154,9 @@ def _summary(report) -> dict:
         row["model_evaluations"] = sum(res.get("cost", {}).get("model_evaluations", 0)
                                        for res in data["probes"].values())
         rows.append(row)
-    return {"results": rows, "failed": [{"submission": s, "task": t, "error": e} for s, t, e in report.failed]}
+    return {"results": rows, "failed": [{"submission": s, "task": t, "error": e} for s, t, e in report.failed],
+            "reused": [{"submission": s, "task": t, "parts": parts, "not_reused_because": why}
+                       for s, t, parts, why in report.reused]}
 
 
 def _profile(summary: dict) -> dict:
@@ -211,6 +219,10 @@ def _table(summary: dict) -> str:
     for r in summary["results"]:
         stages = ", ".join(f"{k} {v['wall_s']:.1f}s" for k, v in r["stages"].items())
         lines.append(f"{'kept   ' if r['skipped'] else 'wrote  '}{r['result']}  ({r['seconds']:.1f} s: {stages})")
+    for r in summary.get("reused", []):
+        parts = ", ".join(r["parts"]) or "nothing"
+        why = f"; recomputed the rest: {r['not_reused_because']}" if r["not_reused_because"] else ""
+        lines.append(f"reused {r['submission']} / {r['task']}: {parts}{why}")
     for f in summary["failed"]:
         lines.append(f"FAILED {f['submission']} / {f['task']}: {f['error']}")
     return "\n".join(lines)

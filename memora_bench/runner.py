@@ -439,17 +439,27 @@ def assemble(suite: Suite, task: Task, sub: Submission, parts: list[PartOutcome]
     return result, lines
 
 
-def run_unit(unit: Unit, out: Path) -> Path:
+def run_unit(unit: Unit, out: Path, reuse=None) -> tuple[Path, list[str], str]:
     """Every probe of the suite and the utility measures for one (submission, task), in this process, on one
-    shared :class:`Unit` (models load once); writes the result."""
+    shared :class:`Unit` (models load once); writes the result. With ``reuse`` (a
+    :class:`memora_bench.reuse.Reuse`), a part whose inputs equal an earlier result's is copied from it.
+    Returns the result's path, the parts reused and why the others were not."""
     from memora_bench.results import write_result
 
     wall0 = time.perf_counter()
-    parts = [run_part(unit, part) for part in unit_parts(unit.suite)]
+    names = unit_parts(unit.suite)
+    copied, why = {}, ""
+    if reuse is not None:
+        copied, why = reuse.parts(unit.suite, unit.task, unit.submission, task_classifiers(unit), environment(),
+                                  names)
+    parts = [PartOutcome(n, *copied[n], {"wall_s": 0.0, "cpu_s": 0.0}) if n in copied else run_part(unit, n)
+             for n in names]
     timing = {"executor": "local", "stages": unit.timer.rounded(),
               "total_wall_s": round(time.perf_counter() - wall0, 3), **unit.counters}
+    if copied:
+        timing["reused"] = sorted(copied)
     result, lines = assemble(unit.suite, unit.task, unit.submission, parts, task_classifiers(unit), timing)
-    return write_result(out, result, lines)
+    return write_result(out, result, lines), sorted(copied), why
 
 
 def applies(sub: Submission, task: Task) -> bool:
@@ -464,16 +474,18 @@ class EvalReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (submission, task, error)
+    reused: list[tuple[str, str, list[str], str]] = field(default_factory=list)  # (submission, task, parts, why not all)
 
 
 def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out: Path, cache: Cache,
              overwrite: str = "never", progress: bool = True, executor: str = "local",
-             ray_options: dict | None = None) -> EvalReport:
+             ray_options: dict | None = None, reuse: Path | None = None) -> EvalReport:
     """Run every (submission, task) that applies; keep going on error and report all failures.
 
     A submission runs the tasks it declares; a control (no unlearning) runs every task on its base model.
     ``executor="local"`` runs them here, one after the other; ``"ray"`` runs each part (probe, utility) of
-    each as a Ray task (:mod:`memora_bench.executors`) and writes the same result files.
+    each as a Ray task (:mod:`memora_bench.executors`) and writes the same result files. ``reuse`` (local
+    only): a folder of earlier results whose identical parts are copied (:mod:`memora_bench.reuse`).
     """
     from memora_bench.results import result_paths
 
@@ -495,6 +507,13 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
                                       f"not the task's {task.base_model.id!r}"))
                 continue
             jobs.append((sub, task))
+    if reuse is not None and executor != "local":
+        raise ValueError("reuse of earlier results runs with the local executor only")
+    reuser = None
+    if reuse is not None:
+        from memora_bench.reuse import Reuse
+
+        reuser = Reuse(reuse)
     if executor == "ray":
         from memora_bench.executors import run_on_ray
 
@@ -505,7 +524,10 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
     for sub, task in jobs:
         unit = Unit(suite, task, sub, cache, overwrite, progress)
         try:
-            report.written.append(run_unit(unit, out))
+            path, parts, why = run_unit(unit, out, reuser)
+            report.written.append(path)
+            if reuser is not None:
+                report.reused.append((sub.name, task.name, parts, why))
         except Exception as err:  # one failing unit must not stop the others
             report.failed.append((sub.name, task.name, f"{type(err).__name__}: {err}"))
     return report
