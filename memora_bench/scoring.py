@@ -233,3 +233,33 @@ def recovery_score(budgets, hits, oracle_hits, ceiling_hits, resamples: int, see
     return RecoveryScore(tuple(int(b) for b in budgets), tuple(float(v) for v in curve),
                          tuple(float(v) for v in best_so_far(curve)), tuple(float(v) for v in oracle),
                          float(ceiling), b_half, bh_iv, memory, m_iv, recovery_label(m_iv, stm_above, ltm_below))
+
+
+def beats_oracle(rate: dict, oracle_rate: dict) -> bool:
+    """A probe brings a concept back beyond the retrain oracle when the submission's interval lies wholly
+    above the oracle's under the same probe (bootstrap intervals where the rates have them, else Wilson)."""
+    def interval(r):
+        return r.get("bootstrap") or r["wilson"]
+
+    return interval(rate)[0] > interval(oracle_rate)[1]
+
+
+def headline_label(memora_label: str | None, probe_rates: dict[str, tuple[dict, dict | None]]) -> tuple[str, list[str]]:
+    """The worst case over probes for one concept: ``(label, the probes that decided it)``.
+
+    ``probe_rates`` maps each adversarial probe to (the submission's rate on the concept, the oracle's rate
+    under the same probe, or None when the oracle's result is not at hand). MemoRa's label stands unless it
+    is LTM and a prompt probe recovers the concept beyond the oracle (:func:`beats_oracle`): then the concept
+    is not forgotten as the oracle is, and the label is ``partial``, decided by those probes. Without MemoRa
+    the label is ``undefined``."""
+    if memora_label is None:
+        return "undefined", []
+    if memora_label != "LTM":
+        return memora_label, ["memora"]
+    beaten = sorted(p for p, (rate, oracle) in probe_rates.items() if oracle is not None and beats_oracle(rate, oracle))
+    if beaten:
+        return "partial", beaten
+    unchecked = sorted(p for p, (_, oracle) in probe_rates.items() if oracle is None)
+    if unchecked:
+        return "undefined", unchecked
+    return "LTM", ["memora"] + sorted(probe_rates)

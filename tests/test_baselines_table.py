@@ -119,10 +119,63 @@ def test_evaluate_prints_the_memora_headline_per_concept(tmp_path):
 
     def table_of(result):
         path = write_result(tmp_path, result)
-        return _table(_summary(SimpleNamespace(written=[path], skipped=[], failed=[])))
+        return _table(_summary(SimpleNamespace(written=[path], skipped=[], failed=[], reused=[])))
 
     text = table_of(with_memora(make_result("uce-mini-seven", plain_k=6), [3, 12, 30], [0, 3, 3]))
     line = next(x for x in text.splitlines() if x.startswith("uce-mini-seven") and "seven:" in x)
     assert "seven: 3/48 -> 30/48 after 100 steps (oracle 3/48), steps to recall " in line
     assert ", M 0." in line and line.endswith(("partial", "STM", "LTM"))
     assert "MemoRa" not in table_of(make_result("fmn-mini-seven"))
+
+
+def _with_probe(result, probe, k, n, wall_s=2.0):
+    import numpy as np
+
+    from memora_bench.scoring import rate
+
+    r = rate([np.array([i < k]) for i in range(n)], 200, 0).as_dict()
+    result["probes"][probe] = {"params": {}, "rates": {"seven": r, "all": r},
+                               "cost": {"images": n, "model_evaluations": 1000 + k}}
+    result["timing"]["probes"][probe] = {"wall_s": wall_s, "cpu_s": wall_s}
+    return result
+
+
+def test_adversarial_table_has_each_probe_beside_the_oracle_and_the_headline(tmp_path, capsys):
+    res, bl = tmp_path / "results", tmp_path / "baselines"
+    oracle = with_memora(make_result("oracle", plain_k=3), [0, 3, 3], [0, 3, 3])
+    oracle["submission"].update(control=True, erased=["seven", "bold"])
+    write_result(res, _with_probe(_with_probe(oracle, "unlearndiffatk", 0, 8), "ringabell", 0, 10))
+    # MemoRa says LTM (the oracle's own curve), but UnlearnDiffAtk finds 7 of 8: the headline is partial
+    sub = with_memora(make_result("esd-x-mini-seven", plain_k=1), [0, 3, 3], [0, 3, 3])
+    write_result(res, _with_probe(_with_probe(sub, "unlearndiffatk", 7, 8, 30.0), "ringabell", 1, 10, 4.0))
+    reused = _with_probe(with_memora(make_result("salun-mini-seven", plain_k=1), [0, 3, 3], [0, 3, 3]),
+                         "unlearndiffatk", 0, 8, 50.0)
+    reused["probes"]["unlearndiffatk"]["reused_from"] = {"result": "x"}  # no wall seconds of its own here
+    write_result(res, _with_probe(reused, "ringabell", 0, 10, 6.0))
+    write_result(res, make_result("fmn-mini-seven"))  # plain only: not in the table
+    rows = table.adversarial_rows(res, bl)
+    assert [r["submission"] for r in rows] == ["oracle", "esd-x-mini-seven", "salun-mini-seven"]
+    esd = rows[1]
+    assert esd["memora_label"] == "LTM" and (esd["headline"], esd["decided_by"]) == ("partial", ["unlearndiffatk"])
+    assert (rows[2]["headline"], rows[2]["decided_by"]) == ("LTM", ["memora", "ringabell", "unlearndiffatk"])
+    text = table.adversarial_markdown(rows)
+    lines = text.splitlines()
+    assert lines[2] == ("| baseline | concept | plain | ringabell (oracle) | unlearndiffatk (oracle) | MemoRa r(100) | "
+                        "MemoRa label | headline (decided by) |")
+    cells = [c.strip() for c in next(x for x in lines if "esd-x" in x).strip("|").split("|")]
+    assert cells[0] == "`esd-x-mini-seven`" and cells[2] == "1/60"
+    assert cells[3].startswith("1/10 [") and cells[3].endswith("(0/10)")
+    assert cells[4].startswith("7/8 [") and cells[4].endswith("(0/8)")
+    assert cells[5:] == ["3/48", "LTM", "partial (unlearndiffatk)"]
+    # cost: 3 results per probe; the reused UnlearnDiffAtk section has no seconds of this run
+    assert "| mini-seven | unlearndiffatk | 3 | 1000 [1000, 1007] | 8 | 16 [2, 30] |" in text
+    assert "| mini-seven | ringabell | 3 | 1000 [1000, 1001] | 10 | 4 [2, 6] |" in text
+    doc = tmp_path / "b.md"
+    doc.write_text(f"{table.ADV_BEGIN}\nold\n{table.ADV_END}\n")
+    assert main(["baselines", "table", str(res), "--only", "adversarial", "--write", str(doc)]) == 0
+    assert "old" not in doc.read_text() and "partial (unlearndiffatk)" in doc.read_text()
+    plain_only = tmp_path / "plain-only"
+    write_result(plain_only, make_result("fmn-mini-seven"))
+    capsys.readouterr()
+    assert main(["baselines", "table", str(plain_only), "--only", "adversarial"]) == 2
+    assert "ran an adversarial prompt probe" in capsys.readouterr().err

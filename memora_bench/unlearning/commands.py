@@ -80,22 +80,30 @@ def table_cmd(args) -> int:
     if args.only == "memora" and not memora:
         print(f"error: no result under {results} ran the MemoRa probe", file=sys.stderr)
         return EXIT_BAD_INPUT
-    text = table.markdown(rows) if args.only != "memora" else None
-    memora_text = table.memora_markdown(memora) if memora and args.only != "plain" else None
+    adversarial = table.adversarial_rows(results, repo_root() / "baselines")
+    if args.only == "adversarial" and not adversarial:
+        print(f"error: no result under {results} ran an adversarial prompt probe", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = table.markdown(rows) if args.only in (None, "plain") else None
+    memora_text = table.memora_markdown(memora) if memora and args.only in (None, "memora") else None
+    adv_text = table.adversarial_markdown(adversarial) if adversarial and args.only in (None, "adversarial") else None
     if args.write:
         try:
             if text is not None:
                 table.write_into(Path(args.write), text)
             if memora_text is not None:
                 table.write_into(Path(args.write), memora_text, table.MEMORA_BEGIN, table.MEMORA_END)
+            if adv_text is not None:
+                table.write_into(Path(args.write), adv_text, table.ADV_BEGIN, table.ADV_END)
         except (OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
         written = ([f"table of {len(rows)} results"] if text is not None else []) + (
-            [f"MemoRa table of {len(memora)} rows"] if memora_text is not None else [])
+            [f"MemoRa table of {len(memora)} rows"] if memora_text is not None else []) + (
+            [f"adversarial table of {len(adversarial)} rows"] if adv_text is not None else [])
         print(f"[baselines] {', '.join(written)} written into {args.write}")
     else:
-        for t in (text, memora_text):
+        for t in (text, memora_text, adv_text):
             if t is not None:
                 print(t)
     return EXIT_OK

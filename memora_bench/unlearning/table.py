@@ -10,6 +10,12 @@ and erased concept, the recovery curve r(b) (k of n images pooled over attack se
 oracle's curve under the same attack and the original's rate as the ceiling, the steps to recall b_half, the
 memory index M with its interval, the STM / LTM / partial label, AutoMemoRa's rates and, on a two-concept
 task, Multi-MemoRa's rate at the largest budget.
+
+When they hold adversarial prompt probes, :func:`adversarial_markdown` gives their table (issue 7): per
+baseline, task and erased concept, the plain rate, each probe's attack success k/N with its interval, the
+oracle's rate under the same probe, MemoRa's rate at the largest budget and label, and the headline label,
+the worst case over probes (:func:`memora_bench.scoring.headline_label`), with the probes that decided it;
+then each probe's cost per submission (model evaluations; wall seconds of the runs that computed it).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ RETAINED_AT_LEAST = 0.80
 CONTROLS = ("original", "oracle")
 BEGIN, END = "<!-- baselines-table:begin -->", "<!-- baselines-table:end -->"
 MEMORA_BEGIN, MEMORA_END = "<!-- memora-table:begin -->", "<!-- memora-table:end -->"
+ADV_BEGIN, ADV_END = "<!-- adversarial-table:begin -->", "<!-- adversarial-table:end -->"
+NON_ADVERSARIAL = ("plain", "memora")
 
 
 def _pct(x: float) -> str:
@@ -156,6 +164,108 @@ def memora_markdown(table: list[dict]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _recipe(sub: str, baselines: Path) -> str:
+    build_json = baselines / sub / "build.json"
+    return json.loads(build_json.read_text())["recipe"] if build_json.exists() else sub
+
+
+def _is_oracle(r: dict) -> bool:
+    s = r["submission"]
+    return bool(s.get("control")) and s.get("checkpoint") is None and bool(s.get("erased"))
+
+
+def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
+    """One row per (submission, task, erased concept) of the results that ran an adversarial probe."""
+    from memora_bench.results import load_result
+    from memora_bench.scoring import headline_label
+
+    loaded = [load_result(p) for p in sorted(Path(results).glob("*/*.json"))]
+    oracles = {r["task"]["name"]: r for r in loaded if _is_oracle(r)}
+    out = []
+    for r in loaded:
+        probes = sorted(p for p in r["probes"] if p not in NON_ADVERSARIAL)
+        if not probes:
+            continue
+        task, sub = r["task"]["name"], r["submission"]["name"]
+        oracle = oracles.get(task)
+        m = r["probes"].get("memora")
+        for c in r["task"]["concepts"]:
+            label = c["label"]
+            rates = {p: (r["probes"][p]["rates"][label],
+                         oracle["probes"][p]["rates"][label] if oracle and p in oracle["probes"] else None)
+                     for p in probes}
+            entry = m["concepts"][c["name"]] if m else None
+            memora_label = (entry.get("score") or {}).get("label") if entry else None
+            headline, decided = headline_label(memora_label, rates)
+            out.append({"task": task, "submission": sub, "recipe": _recipe(sub, baselines), "concept": label,
+                        "plain": r["probes"]["plain"]["rates"][label], "probes": rates,
+                        "memora_top": entry["curve"][-1] if entry else None,
+                        "memora_budget": m["params"]["budgets"][-1] if m else None,
+                        "memora_label": memora_label, "headline": headline, "decided_by": decided,
+                        "cost": {p: {"model_evaluations": r["probes"][p]["cost"]["model_evaluations"],
+                                     "images": r["probes"][p]["cost"]["images"],
+                                     "wall_s": None if "reused_from" in r["probes"][p]
+                                     else r["timing"]["probes"][p]["wall_s"]} for p in probes},
+                        "n_concepts": len(r["task"]["concepts"])})
+    order = {c: i for i, c in enumerate(CONTROLS)}
+    out.sort(key=lambda x: (x["task"], order.get(x["submission"], len(order)), x["recipe"], x["concept"]))
+    return out
+
+
+def _kn_iv(r: dict) -> str:
+    lo, hi = r.get("bootstrap") or r["wilson"]
+    return f"{r['k']}/{r['n']} [{_pct(lo)}, {_pct(hi)}]"
+
+
+def adversarial_markdown(table: list[dict]) -> str:
+    """The adversarial-probe tables, one per task, and the cost of each probe per submission."""
+    lines = []
+    probes = sorted({p for x in table for p in x["probes"]})
+    for task in sorted({r["task"] for r in table}):
+        rows = [x for x in table if x["task"] == task]
+        top = rows[0]["memora_budget"]
+        head = (["baseline", "concept", "plain"] + [f"{p} (oracle)" for p in probes]
+                + ([f"MemoRa r({top})", "MemoRa label"] if top is not None else []) + ["headline (decided by)"])
+        lines += [f"### {task}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for x in rows:
+            cells = [f"`{x['recipe']}`", x["concept"], f"{x['plain']['k']}/{x['plain']['n']}"]
+            for p in probes:
+                rate, oracle = x["probes"].get(p, (None, None))
+                cells.append("" if rate is None else _kn_iv(rate) + ("" if oracle is None
+                                                                     else f" ({oracle['k']}/{oracle['n']})"))
+            if top is not None:
+                mt = x["memora_top"]
+                cells += ["" if mt is None else f"{mt['k']}/{mt['n']}", x["memora_label"] or ""]
+            cells.append(f"{x['headline']} ({', '.join(x['decided_by'])})" if x["decided_by"] else x["headline"])
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["### Cost per submission (one result; model evaluations are UNet forward passes, images are 50-step "
+              "DDIM images with CFG; wall seconds on this 2-core machine, median [min, max] over the results "
+              "that computed the probe)", "",
+              "| task | probe | results | model evaluations, median [min, max] | images, median | wall s, median [min, max] |",
+              "|---|---|---|---|---|---|"]
+    for task in sorted({r["task"] for r in table}):
+        firsts = {}
+        for x in table:
+            if x["task"] == task:
+                firsts.setdefault(x["submission"], x)  # one row per result (a two-concept task has two)
+        for p in probes:
+            costs = [x["cost"][p] for x in firsts.values() if p in x["cost"]]
+            ev = sorted(c["model_evaluations"] for c in costs)
+            im = sorted(c["images"] for c in costs)
+            wall = sorted(c["wall_s"] for c in costs if c["wall_s"] is not None)
+            wall_text = f"{_med(wall):.0f} [{wall[0]:.0f}, {wall[-1]:.0f}]" if wall else "reused"
+            lines.append(f"| {task} | {p} | {len(costs)} | {_med(ev):.0f} [{ev[0]}, {ev[-1]}] | {_med(im):.0f} | "
+                         f"{wall_text} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _med(xs: list) -> float:
+    n = len(xs)
+    return float(xs[n // 2]) if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 def write_into(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
