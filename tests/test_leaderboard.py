@@ -146,3 +146,37 @@ def test_the_original_model_strip_comes_from_the_original_not_the_oracle(tmp_pat
         results[(name, "mini-seven")] = (r, tmp_path / f"{name}.json")
     data, path = _original_for(results, "mini-seven", results[("method-a", "mini-seven")][0]["base_model"])
     assert data["submission"]["name"] == "original" and path.name == "original.json"
+
+
+def test_the_forgetting_label_is_the_worst_case_over_probes(tmp_path):
+    """MemoRa says LTM for both methods; UnlearnDiffAtk brings seven back on method-c beyond the oracle, so
+    its label is partial, decided by that probe; without the oracle's result LTM cannot be claimed."""
+    import numpy as np
+
+    from memora_bench.scoring import rate
+
+    def adv(k, n=8):
+        r = rate([np.array([i < k]) for i in range(n)], 200, 0).as_dict()
+        return {"params": {}, "cost": {"images": n, "model_evaluations": 1}, "rates": {"seven": r, "all": r}}
+
+    folder = tmp_path / "results"
+    c = make_result("method-c", plain_k=1)
+    c["probes"]["memora"] = memora_block(memory=0.05, label="LTM")
+    c["probes"]["unlearndiffatk"] = adv(7)
+    d = make_result("method-d", plain_k=1)
+    d["probes"]["memora"] = memora_block(memory=0.05, label="LTM")
+    d["probes"]["unlearndiffatk"] = adv(0)
+    oracle = make_result("oracle", plain_k=0)
+    oracle["submission"].update(control=True, erased=["seven"])
+    oracle["probes"]["memora"] = memora_block(memory=0.0, label="LTM")
+    oracle["probes"]["unlearndiffatk"] = adv(0)
+    for r in (c, d, oracle):
+        write_result(folder, r)
+    build_site([folder], tmp_path / "site")
+    rows = {r["submission"]: r for r in json.loads((tmp_path / "site" / "leaderboard.json").read_text())["rows"]}
+    assert (rows["method-c"]["label"], rows["method-c"]["label_detail"]) == ("partial", "by unlearndiffatk")
+    assert (rows["method-d"]["label"], rows["method-d"]["label_detail"]) == ("LTM", "by memora, unlearndiffatk")
+    (folder / "oracle" / "mini-seven.json").unlink()
+    build_site([folder], tmp_path / "site2")
+    rows = {r["submission"]: r for r in json.loads((tmp_path / "site2" / "leaderboard.json").read_text())["rows"]}
+    assert (rows["method-d"]["label"], rows["method-d"]["label_detail"]) == ("undefined", "by unlearndiffatk")

@@ -92,10 +92,41 @@ def memora_cells(res: dict, href: str) -> dict[str, Cell]:
         m, m_iv = score["memory"], score["memory_interval"]
         m_span = f"[{_num(m_iv[0], 2)}, {_num(m_iv[1], 2)}]"
         cells["memory"] = Cell(m, _num(m, 2), m_span, f"memory index M{which}; 95 % interval {m_span}", href)
-        cells["label"] = Cell({"LTM": 0, "partial": 1, "STM": 2}.get(score["label"], 3), score["label"], "",
+        cells["label"] = Cell(LABEL_ORDER.get(score["label"], 3), score["label"], "",
                               f"forgetting label{which}: from M's interval and the suite's thresholds", href,
                               badge=score["label"])
     return cells
+
+
+def _is_oracle(d: dict) -> bool:
+    """The retrain oracle: a control with no checkpoint that erased something (the original erased nothing)."""
+    s = d["submission"]
+    return bool(s.get("control")) and s.get("checkpoint") is None and bool(s.get("erased"))
+
+
+LABEL_ORDER = {"LTM": 0, "partial": 1, "STM": 2}
+
+
+def headline_cell(d: dict, oracle: dict | None, adversarial: list[str], href: str) -> Cell:
+    """The forgetting label as the worst case over probes (:func:`memora_bench.scoring.headline_label`), for
+    the least forgotten concept; the title says which probes decided it."""
+    from memora_bench.scoring import headline_label
+
+    probes = d["probes"]
+    found = []
+    for c in d["task"]["concepts"]:
+        score = probes["memora"]["concepts"][c["name"]].get("score") or {}
+        rates = {p: (probes[p]["rates"][c["label"]],
+                     oracle["probes"][p]["rates"][c["label"]] if oracle and p in oracle["probes"] else None)
+                 for p in adversarial if p in probes}
+        label, decided = headline_label(score.get("label"), rates)
+        found.append((LABEL_ORDER.get(label, 3), c["name"], label, decided, score.get("label")))
+    key, name, label, decided, memora_label = max(found, key=lambda x: (x[0], x[1]))
+    which = f" (concept {name})" if len(found) > 1 else ""
+    title = (f"forgetting label{which}, the worst case over probes: MemoRa's label {memora_label} "
+             f"(from M's interval and the suite's thresholds)"
+             + (f"; decided by {', '.join(decided)}" if decided else ""))
+    return Cell(key, label, "" if decided == ["memora"] else "by " + ", ".join(decided), title, href, badge=label)
 
 
 def _num(x, digits: int = 0) -> str:
@@ -127,10 +158,12 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
                                "higher"),
                         Column("memory", "Memory M", "0 forgets like the retrain oracle, 1 recalls like the original",
                                "lower"),
-                        Column("label", "Forgetting", "STM (recalled), partial, or LTM (as the oracle)", "lower")]
+                        Column("label", "Forgetting", "STM (recalled), partial, or LTM (as the oracle under every probe)",
+                               "lower")]
         columns += [Column("retain", "Retained", "accuracy on every concept the task keeps", "higher"),
                     Column("frechet", "Fréchet", "distance of retained images to real held-out digits", "lower")]
         rows = []
+        oracles = {task: d for d in items if _is_oracle(d)}
         for d in items:
             sub = d["submission"]
             page = page_of(sub["name"])
@@ -142,6 +175,8 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
                 row.cells[f"adv:{p}"] = rate_cell(probes.get(p, {}).get("rates", {}).get("all"), anchor, p)
             if memora:
                 row.cells.update(memora_cells(probes["memora"], anchor) if "memora" in probes else {})
+                if "memora" in probes and adversarial:
+                    row.cells["label"] = headline_cell(d, oracles.get(task), adversarial, anchor)
             util = d.get("utility", {})
             row.cells["retain"] = rate_cell(util.get("retain", {}).get("all"), anchor, "retained concepts")
             fr = (util.get("frechet") or {}).get("value")

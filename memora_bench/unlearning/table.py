@@ -15,7 +15,8 @@ When they hold adversarial prompt probes, :func:`adversarial_markdown` gives the
 baseline, task and erased concept, the plain rate, each probe's attack success k/N with its interval, the
 oracle's rate under the same probe, MemoRa's rate at the largest budget and label, and the headline label,
 the worst case over probes (:func:`memora_bench.scoring.headline_label`), with the probes that decided it;
-then each probe's cost per submission (model evaluations; wall seconds of the runs that computed it).
+then each probe's cost per submission in model evaluations and images (the seconds a result records are
+those of the run that wrote it, small when the cache was warm; docs/performance.md has cold seconds).
 """
 
 from __future__ import annotations
@@ -205,9 +206,7 @@ def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
                         "memora_budget": m["params"]["budgets"][-1] if m else None,
                         "memora_label": memora_label, "headline": headline, "decided_by": decided,
                         "cost": {p: {"model_evaluations": r["probes"][p]["cost"]["model_evaluations"],
-                                     "images": r["probes"][p]["cost"]["images"],
-                                     "wall_s": None if "reused_from" in r["probes"][p]
-                                     else r["timing"]["probes"][p]["wall_s"]} for p in probes},
+                                     "images": r["probes"][p]["cost"]["images"]} for p in probes},
                         "n_concepts": len(r["task"]["concepts"])})
     order = {c: i for i, c in enumerate(CONTROLS)}
     out.sort(key=lambda x: (x["task"], order.get(x["submission"], len(order)), x["recipe"], x["concept"]))
@@ -241,11 +240,9 @@ def adversarial_markdown(table: list[dict]) -> str:
             cells.append(f"{x['headline']} ({', '.join(x['decided_by'])})" if x["decided_by"] else x["headline"])
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["### Cost per submission (one result; model evaluations are UNet forward passes, images are 50-step "
-              "DDIM images with CFG; wall seconds on this 2-core machine, median [min, max] over the results "
-              "that computed the probe)", "",
-              "| task | probe | results | model evaluations, median [min, max] | images, median | wall s, median [min, max] |",
-              "|---|---|---|---|---|---|"]
+    lines += ["### Cost per submission (one result: UNet forward passes, and 50-step DDIM images with CFG; "
+              "median [min, max] over the results)", "",
+              "| task | probe | results | model evaluations | images |", "|---|---|---|---|---|"]
     for task in sorted({r["task"] for r in table}):
         firsts = {}
         for x in table:
@@ -255,10 +252,8 @@ def adversarial_markdown(table: list[dict]) -> str:
             costs = [x["cost"][p] for x in firsts.values() if p in x["cost"]]
             ev = sorted(c["model_evaluations"] for c in costs)
             im = sorted(c["images"] for c in costs)
-            wall = sorted(c["wall_s"] for c in costs if c["wall_s"] is not None)
-            wall_text = f"{_med(wall):.0f} [{wall[0]:.0f}, {wall[-1]:.0f}]" if wall else "reused"
-            lines.append(f"| {task} | {p} | {len(costs)} | {_med(ev):.0f} [{ev[0]}, {ev[-1]}] | {_med(im):.0f} | "
-                         f"{wall_text} |")
+            lines.append(f"| {task} | {p} | {len(costs)} | {_med(ev):.0f} [{ev[0]}, {ev[-1]}] | "
+                         f"{_med(im):.0f} [{im[0]}, {im[-1]}] |")
     lines.append("")
     return "\n".join(lines)
 
