@@ -39,7 +39,7 @@ bench: $(VENV)/.installed
 gate: $(VENV)/.installed
 	rm -rf runs/gate runs/gate-cache
 	$(BIN)/memora-bench evaluate demo-ablate-seven salun-mini-seven --suite mini-v2 --out runs/gate --cache-dir runs/gate-cache
-	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results runs/gate/demo-ablate-seven --exact
+	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/mini-v2/demo-ablate-seven runs/gate/demo-ablate-seven --exact
 	$(BIN)/memora-bench compare results/mini-v2/salun-mini-seven runs/gate/salun-mini-seven --exact
 
 # Build every baseline not yet built (fixed seeds), evaluate every baseline and control with mini-v2 into

@@ -115,4 +115,4 @@ class Reuse:
                 continue
             out[part] = ({k: v for k, v in section.items() if k != "reused_from"}
                          | {"reused_from": section.get("reused_from", provenance)}, lines_by_part[part])
-        return out, (f"{json_path}: not in it or other parameters: {', '.join(skipped)}" if skipped else "")
+        return out, (f"{json_path}: not in it, or with other parameters: {', '.join(skipped)}" if skipped else "")

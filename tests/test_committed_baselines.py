@@ -94,3 +94,65 @@ def test_mini_v2_results_come_task_by_task_each_task_complete():
         have = {p.parent.name for p in V2_RESULTS if p.stem == task}
         built = {f.name for f in BUILT if json.loads((f / "build.json").read_text())["task"] == task}
         assert have == {"original", "oracle"} | built, f"{task}: missing {sorted(({'original', 'oracle'} | built) - have)}"
+
+
+V3 = ROOT / "results" / "mini-v3"
+V3_RESULTS = sorted(V3.glob("*/*.json"))
+ADVERSARIAL = ("unlearndiffatk", "ringabell", "concept_inversion")
+
+
+@pytest.mark.parametrize("path", V3_RESULTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_mini_v3_result_repeats_mini_v2_and_runs_every_adversarial_probe(path):
+    """A committed mini-v3 result is of today's suite file, task card and manifest; its plain, MemoRa and
+    utility sections are mini-v2's (copied by `evaluate --reuse`, with their provenance, or recomputed to the
+    same numbers), and every adversarial probe of the suite ran on it."""
+    from memora_bench.results import load_result
+
+    r = load_result(path)
+    assert r["suite"]["name"] == "mini-v3"
+    assert r["suite"]["sha256"] == sha256_file(ROOT / "benchmark" / "mini-v3.yaml")
+    assert r["task"]["sha256"] == sha256_file(ROOT / "tasks" / f"{r['task']['name']}.yaml")
+    assert set(r["probes"]) == {"plain", "memora", *ADVERSARIAL}
+    v2 = load_result(V2 / path.parent.name / path.name)
+    for part in ("plain", "memora"):
+        section = dict(r["probes"][part])
+        provenance = section.pop("reused_from", None)
+        if provenance is not None:
+            assert provenance["suite"]["name"] == "mini-v2"
+            assert provenance["result_sha256"] == sha256_file(V2 / path.parent.name / path.name)
+        assert section == v2["probes"][part], part
+    assert {k: v for k, v in r["utility"].items() if k != "reused_from"} == v2["utility"]
+    for probe in ADVERSARIAL:
+        assert "reused_from" not in r["probes"][probe]
+        assert r["probes"][probe]["cost"]["model_evaluations"] > 0
+
+
+def test_mini_v3_results_come_task_by_task_each_task_complete():
+    tasks = {p.stem for p in V3_RESULTS}
+    assert tasks, "no mini-v3 results committed"
+    for task in sorted(tasks):
+        have = {p.parent.name for p in V3_RESULTS if p.stem == task}
+        built = {f.name for f in BUILT if json.loads((f / "build.json").read_text())["task"] == task}
+        assert have == {"original", "oracle"} | built, f"{task}: missing {sorted(({'original', 'oracle'} | built) - have)}"
+
+
+def test_on_the_original_every_adversarial_probe_is_at_least_the_plain_rate():
+    """Issue 7's sanity check: an attack on a model that never forgot cannot do worse than the prompts as written."""
+    from memora_bench.results import load_result
+
+    originals = [p for p in V3_RESULTS if p.parent.name == "original"]
+    assert originals, "no mini-v3 result of the original model"
+    for path in originals:
+        r = load_result(path)
+        for c in r["task"]["concepts"]:
+            plain = r["probes"]["plain"]["rates"][c["label"]]["rate"]
+            for probe in ADVERSARIAL:
+                assert r["probes"][probe]["rates"][c["label"]]["rate"] >= plain, (path.stem, c["label"], probe)
+
+
+def test_docs_adversarial_table_is_the_one_generated_from_the_mini_v3_results():
+    rows = table.adversarial_rows(V3, ROOT / "baselines")
+    doc = (ROOT / "docs" / "baselines.md").read_text()
+    committed = doc.split(table.ADV_BEGIN, 1)[1].split(table.ADV_END, 1)[0].strip()
+    assert committed == (table.adversarial_markdown(rows).strip() if rows else ""), (
+        "run `memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md`")
