@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v2 --out runs/demo
+	$(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v3 --out runs/demo
 
 test: $(VENV)/.installed chromium
 	$(BIN)/pytest
@@ -38,22 +38,24 @@ bench: $(VENV)/.installed
 # to the image on one machine type), so a code change that moves a score fails CI.
 gate: $(VENV)/.installed
 	rm -rf runs/gate runs/gate-cache
-	$(BIN)/memora-bench evaluate demo-ablate-seven salun-mini-seven --suite mini-v2 --out runs/gate --cache-dir runs/gate-cache
-	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/mini-v2/demo-ablate-seven runs/gate/demo-ablate-seven --exact
-	$(BIN)/memora-bench compare results/mini-v2/salun-mini-seven runs/gate/salun-mini-seven --exact
+	$(BIN)/memora-bench evaluate demo-ablate-seven salun-mini-seven --suite mini-v3 --out runs/gate --cache-dir runs/gate-cache
+	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/mini-v3/demo-ablate-seven runs/gate/demo-ablate-seven --exact
+	$(BIN)/memora-bench compare results/mini-v3/salun-mini-seven runs/gate/salun-mini-seven --exact
 
-# Build every baseline not yet built (fixed seeds), evaluate every baseline and control with mini-v2 into
-# results/mini-v2 (a result already there is kept), and regenerate the MemoRa table of docs/baselines.md
-# (its plain-probe table comes from the retired mini-v1's results, which mini-v2 reproduces count for count).
+# Build every baseline not yet built (fixed seeds), evaluate every baseline and control with mini-v3 into
+# results/mini-v3 (a result already there is kept; the plain, MemoRa and utility sections of a mini-v2 result
+# with identical inputs are reused), and regenerate docs/baselines.md's tables: plain from the retired mini-v1,
+# MemoRa from mini-v2 (both reproduced count for count by mini-v3), the adversarial probes from mini-v3.
 baselines: $(VENV)/.installed
 	$(BIN)/memora-bench baselines build all --skip-built
-	$(BIN)/memora-bench evaluate original oracle $$(cd baselines && ls -d */ | tr -d /) --suite mini-v2 --out results/mini-v2
+	$(BIN)/memora-bench evaluate original oracle $$(cd baselines && ls -d */ | tr -d /) --suite mini-v3 --out results/mini-v3 --reuse results/mini-v2
 	$(BIN)/memora-bench baselines table results/mini-v1 --only plain --write docs/baselines.md
 	$(BIN)/memora-bench baselines table results/mini-v2 --only memora --write docs/baselines.md
+	$(BIN)/memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md
 
 # The committed leaderboard site, rebuilt from the committed results (images from the local cache, if any).
 leaderboard: $(VENV)/.installed
-	$(BIN)/memora-bench leaderboard results/mini-v2 --out leaderboard
+	$(BIN)/memora-bench leaderboard results/mini-v3 --out leaderboard
 
 world: $(VENV)/.installed
 	$(BIN)/memora-bench world train

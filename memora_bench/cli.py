@@ -23,7 +23,7 @@ def build_cli() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="run a suite's probes against submissions; write result files")
     ev.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="submission names or folders")
-    ev.add_argument("--suite", default="mini-v2", help="suite name (benchmark/NAME.yaml) or path (default: mini-v2)")
+    ev.add_argument("--suite", default="mini-v3", help="suite name (benchmark/NAME.yaml) or path (default: mini-v3)")
     ev.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     ev.add_argument("--probes", help="comma-separated subset of the suite's probes")
     ev.add_argument("--out", default="runs", help="results folder (default: runs)")

@@ -137,17 +137,29 @@ def test_mini_v3_results_come_task_by_task_each_task_complete():
 
 
 def test_on_the_original_every_adversarial_probe_is_at_least_the_plain_rate():
-    """Issue 7's sanity check: an attack on a model that never forgot cannot do worse than the prompts as written."""
+    """Issue 7's sanity check: an attack on a model that never forgot does not do worse than the prompts as
+    written. UnlearnDiffAtk attacks the first 8 prompts of each concept, so its rate is compared with the plain
+    rate on those same prompts (a prompt the original misses as written has a target image that misses too,
+    see docs/baselines.md); Ring-A-Bell and concept inversion use prompts of their own and are compared with
+    the whole plain rate."""
     from memora_bench.results import load_result
 
     originals = [p for p in V3_RESULTS if p.parent.name == "original"]
     assert originals, "no mini-v3 result of the original model"
     for path in originals:
         r = load_result(path)
+        lines = [json.loads(x) for x in path.with_name(f"{path.stem}.images.jsonl").read_text().splitlines()]
+        plain_hit = {x["prompt_id"]: x["hit"] for x in lines if x["probe"] == "plain"}
+        attacked = {x["prompt_id"] for x in r["probes"]["unlearndiffatk"]["per_prompt"]}
         for c in r["task"]["concepts"]:
-            plain = r["probes"]["plain"]["rates"][c["label"]]["rate"]
-            for probe in ADVERSARIAL:
-                assert r["probes"][probe]["rates"][c["label"]]["rate"] >= plain, (path.stem, c["label"], probe)
+            label = c["label"]
+            same = [plain_hit[x["prompt_id"]] for x in lines if x["probe"] == "plain" and x["concept"] == label
+                    and x["prompt_id"] in attacked]
+            assert len(same) == r["probes"]["unlearndiffatk"]["rates"][label]["n"]
+            assert r["probes"]["unlearndiffatk"]["rates"][label]["rate"] >= sum(same) / len(same), (path.stem, label)
+            plain = r["probes"]["plain"]["rates"][label]["rate"]
+            for probe in ("ringabell", "concept_inversion"):
+                assert r["probes"][probe]["rates"][label]["rate"] >= plain, (path.stem, label, probe)
 
 
 def test_docs_adversarial_table_is_the_one_generated_from_the_mini_v3_results():

@@ -139,12 +139,22 @@ def test_submission_page_and_phone_width(browser, site):
 
 
 COMMITTED = repo_root() / "leaderboard"
-COMMITTED_RESULTS = repo_root() / "results" / "mini-v2"
+COMMITTED_RESULTS = repo_root() / "results" / "mini-v3"
 
 
 def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_results(browser, tmp_path):
-    """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v2: same tables and downloads, no
-    console error, no request off file://, every plain, MemoRa and retained cell equal to its result file."""
+    """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v3: same tables and downloads, no
+    console error, no request off file://, every plain, adversarial, MemoRa and retained cell equal to its
+    result file, and the Forgetting cell the worst headline label over the row's concepts (the baselines
+    table's, computed from the same files)."""
+    from memora_bench.unlearning import table
+
+    headline = {}
+    for x in table.adversarial_rows(COMMITTED_RESULTS, repo_root() / "baselines"):
+        key = (x["submission"], x["task"])
+        worst = {"LTM": 0, "undefined": 1, "partial": 2, "STM": 3}
+        if key not in headline or worst[x["headline"]] > worst[headline[key]]:
+            headline[key] = x["headline"]
     fresh = tmp_path / "site"
     build_site([COMMITTED_RESULTS], fresh, cache_dir=tmp_path / "no-cache")
     for name in ("index.html", "leaderboard.csv", "leaderboard.json"):
@@ -172,10 +182,16 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
             cell = row.locator(f'td[data-col="memora@{b}"]')
             assert float(cell.get_attribute("data-sort")) == point["rate"]
             assert f"{point['k']}/{point['n']}" in cell.inner_text()
-        assert row.locator('td[data-col="label"]').inner_text().strip() == entry["score"]["label"]
+        label = row.locator('td[data-col="label"]')
+        assert label.inner_text().strip().splitlines()[0] == headline[(res["submission"]["name"], res["task"]["name"])]
+        for probe in ("unlearndiffatk", "ringabell", "concept_inversion"):
+            rate = res["probes"][probe]["rates"]["all"]
+            cell = row.locator(f'td[data-col="adv:{probe}"]')
+            assert float(cell.get_attribute("data-sort")) == rate["rate"]
+            assert f"{rate['k']}/{rate['n']}" in cell.inner_text()
         assert float(row.locator('td[data-col="memory"]').get_attribute("data-sort")) == entry["score"]["memory"]
         checked += 1
-    suite_tasks = yaml.safe_load((repo_root() / "benchmark" / "mini-v2.yaml").read_text())["tasks"]
+    suite_tasks = yaml.safe_load((repo_root() / "benchmark" / "mini-v3.yaml").read_text())["tasks"]
     assert {p.stem for p in results} == set(suite_tasks) and checked >= 9 * len(suite_tasks)  # 7 recipes + 2 controls
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "committed-index-1280.png"), full_page=True)

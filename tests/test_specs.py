@@ -30,7 +30,7 @@ def test_every_shipped_card_suite_and_submission_loads():
     assert {t.name for t in tasks} >= {"mini-seven", "mini-bold", "mini-three-eight"}
     assert {c.kind for t in tasks for c in t.concepts} >= {"object", "style"}
     assert any(len(t.concepts) == 2 for t in tasks)
-    for name in ("mini-v1", "mini-v2"):
+    for name in ("mini-v1", "mini-v2", "mini-v3"):
         suite = load_suite(ROOT / "benchmark" / f"{name}.yaml")
         assert set(suite.tasks) <= {t.name for t in tasks} and suite.version >= 1
     assert load_submission(ROOT / "submissions" / "original").control
@@ -203,3 +203,33 @@ def test_mini_v2_pins_memora_as_the_reference_runs_it():
     assert (p.rank, p.alpha, p.lr, p.accumulation, p.max_grad_norm) == (4, 4, 1e-4, 4, 1.0)
     assert p.budgets == (0, 25, 50, 100, 200, 400) and len(p.attack_seeds) >= 3
     assert p.auto_weights and p.headline_budgets == (100, 400) and p.ltm_below < p.stm_above
+
+
+def test_mini_v3_is_mini_v2_plus_the_pinned_adversarial_probes():
+    """mini-v3 keeps mini-v2's plain and MemoRa parameters exactly (so `evaluate --reuse results/mini-v2` can copy
+    them), and pins the three prompt attacks at the budgets docs/scoring.md documents; each Ring-A-Bell file is
+    the one its build record describes."""
+    import hashlib
+    import json
+
+    from memora_bench.probes import concept_inversion, unlearndiffatk
+
+    v2, v3 = (load_suite(ROOT / "benchmark" / f"{n}.yaml") for n in ("mini-v2", "mini-v3"))
+    params = {p.name: dict(p.params) for p in v3.probes}
+    assert list(params) == ["plain", "memora", "unlearndiffatk", "ringabell", "concept_inversion"]
+    assert {p.name: dict(p.params) for p in v2.probes} == {k: params[k] for k in ("plain", "memora")}
+    assert (v3.bootstrap, v3.bootstrap_seed, v3.confidence, v3.tasks) == (v2.bootstrap, v2.bootstrap_seed,
+                                                                          v2.confidence, v2.tasks)
+    u = unlearndiffatk.parse_params(params["unlearndiffatk"])
+    assert (u.k, u.iterations, u.timesteps, u.lr, u.weight_decay, u.prompts) == (3, 40, 5, 0.01, 0.1, 8)
+    assert unlearndiffatk.sampled_timesteps(u.timesteps) == [100, 300, 500, 700, 900]
+    c = concept_inversion.parse_params(params["concept_inversion"])
+    assert (c.images, c.steps, c.batch_size, c.accumulation, c.lr, c.eval_images) == (25, 100, 4, 1, 0.005, 20)
+    pinned = dict(params["ringabell"]["prompt_sha256"])
+    assert sorted(pinned) == sorted(v3.tasks)
+    for task, sha in pinned.items():
+        csv = ROOT / "tasks" / "prompts" / f"{task}-ringabell.csv"
+        record = json.loads(csv.with_suffix(".json").read_text())
+        assert hashlib.sha256(csv.read_bytes()).hexdigest() == sha == record["sha256"]
+        assert record["task_sha256"] == hashlib.sha256((ROOT / "tasks" / f"{task}.yaml").read_bytes()).hexdigest()
+        assert record["params"]["generations"] == 3000 and record["params"]["population"] == 200
