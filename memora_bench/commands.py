@@ -185,6 +185,9 @@ def _profile_table(profile: dict) -> str:
     return "\n".join(lines)
 
 
+ADVERSARIAL_PROBES = ("unlearndiffatk", "ringabell", "concept_inversion")
+
+
 def _fmt(rate: dict) -> str:
     lo, hi = rate["wilson"]
     return f"{rate['k']:>3}/{rate['n']:<3} {100 * rate['rate']:5.1f}% [{100 * lo:4.1f}, {100 * hi:4.1f}]"
@@ -215,6 +218,16 @@ def _table(summary: dict) -> str:
                 lo, hi = (_two(v) for v in c["memory_interval"])
                 text += f", steps to recall {bh}, M {_two(c['memory'])} [{lo}, {hi}], {c['label']}"
             lines.append(text)
+    adversarial = [(r, p) for r in summary["results"] for p in ADVERSARIAL_PROBES if p in r]
+    if adversarial:
+        lines += ["", "Adversarial prompts (attack success k/n on the erased concepts, 95 % Wilson interval)"]
+        for r in summary["results"]:
+            cells = [f"{p} {_fmt(r[p]).strip()}" for p in ADVERSARIAL_PROBES if p in r]
+            if cells:
+                lines.append(f"{r['submission']:{w}s} {r['task']:18s} " + "; ".join(cells))
+        lines.append("(the label above is MemoRa's; the headline label, the worst case over probes, compares each "
+                     "probe with the retrain oracle's result: see `memora-bench baselines table RESULTS --only "
+                     "adversarial` or the leaderboard)")
     lines.append("")
     for r in summary["results"]:
         stages = ", ".join(f"{k} {v['wall_s']:.1f}s" for k, v in r["stages"].items())

@@ -126,6 +126,10 @@ def test_evaluate_prints_the_memora_headline_per_concept(tmp_path):
     assert "seven: 3/48 -> 30/48 after 100 steps (oracle 3/48), steps to recall " in line
     assert ", M 0." in line and line.endswith(("partial", "STM", "LTM"))
     assert "MemoRa" not in table_of(make_result("fmn-mini-seven"))
+    text = table_of(_with_probe(_with_probe(make_result("esd-x-mini-seven"), "unlearndiffatk", 7, 8), "ringabell", 1, 10))
+    line = next(x for x in text.splitlines() if x.startswith("esd-x-mini-seven") and "unlearndiffatk" in x)
+    assert "unlearndiffatk 7/8    87.5% [52.9, 97.8]; ringabell 1/10   10.0% [ 1.8, 40.4]" in line
+    assert "concept_inversion" not in line and "Adversarial prompts" not in table_of(make_result("fmn-mini-seven"))
 
 
 def _with_probe(result, probe, k, n, wall_s=2.0):
