@@ -86,6 +86,8 @@ def test_numbers_in_the_dom_equal_the_result_files(browser, site, results):  # n
     cell = page.locator('table[data-task="mini-seven"] tr[data-submission="method-b"] td[data-col="adv:unlearndiffatk"]')
     assert float(cell.get_attribute("data-sort")) == adv["rate"] and f"{adv['k']}/{adv['n']}" in cell.inner_text()
     assert page.locator('table[data-task="mini-seven"] th[data-col="adv:unlearndiffatk"]').count() == 1
+    assert page.locator('table[data-task="mini-seven"] th[data-col="adv:unlearndiffatk"]').inner_text().startswith(
+        "UnlearnDiffAtk")
     assert page.locator('table[data-task="mini-bold"] th[data-col="adv:unlearndiffatk"]').count() == 0
     page.close()
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 NON_ADVERSARIAL = ("plain", "memora")
+PROBE_TITLES = {"unlearndiffatk": "UnlearnDiffAtk", "ringabell": "Ring-A-Bell", "concept_inversion": "Concept inversion"}
 
 
 @dataclass
@@ -149,8 +150,8 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
             params = memora[0]["params"]
             headline = list(params.get("headline_budgets") or [params["budgets"][-1]])
         columns = [Column("plain", "Plain", "erased-concept rate on the task's prompts as written", "lower")]
-        columns += [Column(f"adv:{p}", p, f"erased-concept rate under the {p} adversarial prompts", "lower")
-                    for p in adversarial]
+        columns += [Column(f"adv:{p}", PROBE_TITLES.get(p, p), f"erased-concept rate under the {p} adversarial probe",
+                           "lower") for p in adversarial]
         if memora:
             columns += [Column(f"memora@{b}", f"MemoRa {b}", f"rate after {b} LoRA relearning steps", "lower")
                         for b in headline]
