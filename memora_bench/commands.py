@@ -8,6 +8,7 @@ from pathlib import Path
 
 from memora_bench.cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
 from memora_bench.paths import default_cache_dir, repo_root  # noqa: F401 (default_cache_dir: used by cli)
+from memora_bench.scoring import NON_ADVERSARIAL
 from memora_bench.specs import SpecError, load_submission, load_suite, load_task
 
 
@@ -134,6 +135,7 @@ def _summary(report) -> dict:
         data = json.loads(Path(path).read_text())
         row = {"submission": data["submission"]["name"], "task": data["task"]["name"], "result": str(path),
                "skipped": path in report.skipped}
+        row["probes"] = list(data["probes"])
         for probe, res in data["probes"].items():
             row[probe] = {k: res["rates"]["all"][k] for k in ("k", "n", "rate", "wilson")}
         row["retain"] = {k: data["utility"]["retain"]["all"][k] for k in ("k", "n", "rate", "wilson")}
@@ -185,9 +187,6 @@ def _profile_table(profile: dict) -> str:
     return "\n".join(lines)
 
 
-ADVERSARIAL_PROBES = ("unlearndiffatk", "ringabell", "concept_inversion")
-
-
 def _fmt(rate: dict) -> str:
     lo, hi = rate["wilson"]
     return f"{rate['k']:>3}/{rate['n']:<3} {100 * rate['rate']:5.1f}% [{100 * lo:4.1f}, {100 * hi:4.1f}]"
@@ -218,11 +217,11 @@ def _table(summary: dict) -> str:
                 lo, hi = (_two(v) for v in c["memory_interval"])
                 text += f", steps to recall {bh}, M {_two(c['memory'])} [{lo}, {hi}], {c['label']}"
             lines.append(text)
-    adversarial = [(r, p) for r in summary["results"] for p in ADVERSARIAL_PROBES if p in r]
-    if adversarial:
+    adversarial = {r["result"]: [p for p in r["probes"] if p not in NON_ADVERSARIAL] for r in summary["results"]}
+    if any(adversarial.values()):
         lines += ["", "Adversarial prompts (attack success k/n on the erased concepts, 95 % Wilson interval)"]
         for r in summary["results"]:
-            cells = [f"{p} {_fmt(r[p]).strip()}" for p in ADVERSARIAL_PROBES if p in r]
+            cells = [f"{p} {_fmt(r[p]).strip()}" for p in adversarial[r["result"]]]
             if cells:
                 lines.append(f"{r['submission']:{w}s} {r['task']:18s} " + "; ".join(cells))
         lines.append("(the label above is MemoRa's; the headline label, the worst case over probes, compares each "

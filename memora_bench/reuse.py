@@ -28,14 +28,6 @@ from memora_bench.specs import Submission, Suite, Task
 NUMERIC_PACKAGES = ("torch", "diffusers", "transformers", "numpy", "device", "micro_batch")
 
 
-def submission_record(sub: Submission) -> dict:
-    """The submission block of a result file (the same as :func:`memora_bench.runner.assemble` writes)."""
-    return {"name": sub.name, "method": sub.method, "control": sub.control, "manifest_sha256": sub.sha256,
-            "erased": list(sub.erased),
-            "checkpoint": None if sub.checkpoint is None else {
-                "path": sub.checkpoint.path, "sha256": sub.checkpoint.sha256, "component": sub.checkpoint.component}}
-
-
 def _earlier_suite_params(suite: Suite, earlier: dict) -> dict[str, dict] | None:
     """The earlier suite's probe parameters, if its file is beside the new suite with the recorded sha256."""
     from memora_bench.specs import load_suite
@@ -70,6 +62,7 @@ class Reuse:
               environment: dict, wanted: list[str]) -> tuple[dict[str, tuple[dict, list[dict]]], str]:
         """``({part: (section with reused_from, image lines)}, reason nothing or not everything was reused)``."""
         from memora_bench.results import load_result, result_paths
+        from memora_bench.runner import submission_record
 
         json_path, jsonl_path = result_paths(self.folder, sub.name, task.name)
         if not json_path.exists():

@@ -398,6 +398,14 @@ def task_classifiers(unit: Unit) -> list[dict]:
     return out
 
 
+def submission_record(sub: Submission) -> dict:
+    """The submission block of a result file."""
+    return {"name": sub.name, "method": sub.method, "control": sub.control, "manifest_sha256": sub.sha256,
+            "erased": list(sub.erased),
+            "checkpoint": None if sub.checkpoint is None else {
+                "path": sub.checkpoint.path, "sha256": sub.checkpoint.sha256, "component": sub.checkpoint.component}}
+
+
 def assemble(suite: Suite, task: Task, sub: Submission, parts: list[PartOutcome], classifiers: list[dict],
              timing: dict) -> tuple[dict, list[dict]]:
     """The result file's content and its image lines from the parts of one (submission, task)."""
@@ -425,12 +433,7 @@ def assemble(suite: Suite, task: Task, sub: Submission, parts: list[PartOutcome]
                            "width": t.generation.width, "images_per_prompt": t.generation.images_per_prompt},
         },
         "base_model": {"id": t.base_model.id, "revision": t.base_model.revision},
-        "submission": {
-            "name": sub.name, "method": sub.method, "control": sub.control, "manifest_sha256": sub.sha256,
-            "erased": list(sub.erased),
-            "checkpoint": None if sub.checkpoint is None else {
-                "path": sub.checkpoint.path, "sha256": sub.checkpoint.sha256, "component": sub.checkpoint.component},
-        },
+        "submission": submission_record(sub),
         "probes": probes,
         "utility": by_name[UTILITY].result,
         "environment": environment(),

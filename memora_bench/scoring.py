@@ -263,3 +263,32 @@ def headline_label(memora_label: str | None, probe_rates: dict[str, tuple[dict, 
     if unchecked:
         return "undefined", unchecked
     return "LTM", ["memora"] + sorted(probe_rates)
+
+
+NON_ADVERSARIAL = ("plain", "memora")  # every other probe of a result is a prompt attack
+
+
+def is_retrain_oracle(result: dict) -> bool:
+    """A result of the retrain oracle: a control with no checkpoint that erased something (the original model
+    is the control that erased nothing)."""
+    s = result["submission"]
+    return bool(s.get("control")) and s.get("checkpoint") is None and bool(s.get("erased"))
+
+
+def concept_headlines(result: dict, oracle: dict | None) -> list[dict]:
+    """Per erased concept of ``result``: MemoRa's label and :func:`headline_label` against ``oracle`` (the
+    oracle's result on the same task, or None)."""
+    probes = result["probes"]
+    adversarial = sorted(p for p in probes if p not in NON_ADVERSARIAL)
+    memora = probes.get("memora")
+    out = []
+    for c in result["task"]["concepts"]:
+        rates = {p: (probes[p]["rates"][c["label"]],
+                     oracle["probes"][p]["rates"][c["label"]] if oracle and p in oracle["probes"] else None)
+                 for p in adversarial}
+        entry = memora["concepts"][c["name"]] if memora else None
+        memora_label = (entry.get("score") or {}).get("label") if entry else None
+        label, decided = headline_label(memora_label, rates)
+        out.append({"concept": c, "rates": rates, "memora_label": memora_label, "headline": label,
+                    "decided_by": decided})
+    return out

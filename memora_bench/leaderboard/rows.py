@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-NON_ADVERSARIAL = ("plain", "memora")
+from memora_bench.scoring import NON_ADVERSARIAL, concept_headlines, is_retrain_oracle
+
 PROBE_TITLES = {"unlearndiffatk": "UnlearnDiffAtk", "ringabell": "Ring-A-Bell", "concept_inversion": "Concept inversion"}
 
 
@@ -99,29 +100,14 @@ def memora_cells(res: dict, href: str) -> dict[str, Cell]:
     return cells
 
 
-def _is_oracle(d: dict) -> bool:
-    """The retrain oracle: a control with no checkpoint that erased something (the original erased nothing)."""
-    s = d["submission"]
-    return bool(s.get("control")) and s.get("checkpoint") is None and bool(s.get("erased"))
-
-
 LABEL_ORDER = {"LTM": 0, "partial": 1, "STM": 2}
 
 
-def headline_cell(d: dict, oracle: dict | None, adversarial: list[str], href: str) -> Cell:
+def headline_cell(d: dict, oracle: dict | None, href: str) -> Cell:
     """The forgetting label as the worst case over probes (:func:`memora_bench.scoring.headline_label`), for
     the least forgotten concept; the title says which probes decided it."""
-    from memora_bench.scoring import headline_label
-
-    probes = d["probes"]
-    found = []
-    for c in d["task"]["concepts"]:
-        score = probes["memora"]["concepts"][c["name"]].get("score") or {}
-        rates = {p: (probes[p]["rates"][c["label"]],
-                     oracle["probes"][p]["rates"][c["label"]] if oracle and p in oracle["probes"] else None)
-                 for p in adversarial if p in probes}
-        label, decided = headline_label(score.get("label"), rates)
-        found.append((LABEL_ORDER.get(label, 3), c["name"], label, decided, score.get("label")))
+    found = [(LABEL_ORDER.get(h["headline"], 3), h["concept"]["name"], h["headline"], h["decided_by"],
+              h["memora_label"]) for h in concept_headlines(d, oracle)]
     key, name, label, decided, memora_label = max(found, key=lambda x: (x[0], x[1]))
     which = f" (concept {name})" if len(found) > 1 else ""
     title = (f"forgetting label{which}, the worst case over probes: MemoRa's label {memora_label} "
@@ -164,7 +150,7 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
         columns += [Column("retain", "Retained", "accuracy on every concept the task keeps", "higher"),
                     Column("frechet", "Fréchet", "distance of retained images to real held-out digits", "lower")]
         rows = []
-        oracles = {task: d for d in items if _is_oracle(d)}
+        oracles = {task: d for d in items if is_retrain_oracle(d)}
         for d in items:
             sub = d["submission"]
             page = page_of(sub["name"])
@@ -177,7 +163,7 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
             if memora:
                 row.cells.update(memora_cells(probes["memora"], anchor) if "memora" in probes else {})
                 if "memora" in probes and adversarial:
-                    row.cells["label"] = headline_cell(d, oracles.get(task), adversarial, anchor)
+                    row.cells["label"] = headline_cell(d, oracles.get(task), anchor)
             util = d.get("utility", {})
             row.cells["retain"] = rate_cell(util.get("retain", {}).get("all"), anchor, "retained concepts")
             fr = (util.get("frechet") or {}).get("value")

@@ -22,6 +22,7 @@ those of the run that wrote it, small when the cache was warm; docs/performance.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 ERASED_AT_MOST = 0.20
@@ -30,7 +31,6 @@ CONTROLS = ("original", "oracle")
 BEGIN, END = "<!-- baselines-table:begin -->", "<!-- baselines-table:end -->"
 MEMORA_BEGIN, MEMORA_END = "<!-- memora-table:begin -->", "<!-- memora-table:end -->"
 ADV_BEGIN, ADV_END = "<!-- adversarial-table:begin -->", "<!-- adversarial-table:end -->"
-NON_ADVERSARIAL = ("plain", "memora")
 
 
 def _pct(x: float) -> str:
@@ -106,8 +106,7 @@ def memora_rows(results: Path, baselines: Path) -> list[dict]:
         if m is None:
             continue
         sub, task = r["submission"]["name"], r["task"]["name"]
-        build_json = baselines / sub / "build.json"
-        recipe = json.loads(build_json.read_text())["recipe"] if build_json.exists() else sub
+        recipe = _recipe(sub, baselines)
         top = str(max(m["params"]["budgets"]))
         for c in r["task"]["concepts"]:
             entry = m["concepts"][c["name"]]
@@ -172,42 +171,29 @@ def _recipe(sub: str, baselines: Path) -> str:
     return json.loads(build_json.read_text())["recipe"] if build_json.exists() else sub
 
 
-def _is_oracle(r: dict) -> bool:
-    s = r["submission"]
-    return bool(s.get("control")) and s.get("checkpoint") is None and bool(s.get("erased"))
-
-
 def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
     """One row per (submission, task, erased concept) of the results that ran an adversarial probe."""
     from memora_bench.results import load_result
-    from memora_bench.scoring import headline_label
+    from memora_bench.scoring import NON_ADVERSARIAL, concept_headlines, is_retrain_oracle
 
     loaded = [load_result(p) for p in sorted(Path(results).glob("*/*.json"))]
-    oracles = {r["task"]["name"]: r for r in loaded if _is_oracle(r)}
+    oracles = {r["task"]["name"]: r for r in loaded if is_retrain_oracle(r)}
     out = []
     for r in loaded:
         probes = sorted(p for p in r["probes"] if p not in NON_ADVERSARIAL)
         if not probes:
             continue
         task, sub = r["task"]["name"], r["submission"]["name"]
-        oracle = oracles.get(task)
         m = r["probes"].get("memora")
-        for c in r["task"]["concepts"]:
-            label = c["label"]
-            rates = {p: (r["probes"][p]["rates"][label],
-                         oracle["probes"][p]["rates"][label] if oracle and p in oracle["probes"] else None)
-                     for p in probes}
-            entry = m["concepts"][c["name"]] if m else None
-            memora_label = (entry.get("score") or {}).get("label") if entry else None
-            headline, decided = headline_label(memora_label, rates)
-            out.append({"task": task, "submission": sub, "recipe": _recipe(sub, baselines), "concept": label,
-                        "plain": r["probes"]["plain"]["rates"][label], "probes": rates,
-                        "memora_top": entry["curve"][-1] if entry else None,
+        for h in concept_headlines(r, oracles.get(task)):
+            c = h["concept"]
+            out.append({"task": task, "submission": sub, "recipe": _recipe(sub, baselines), "concept": c["label"],
+                        "plain": r["probes"]["plain"]["rates"][c["label"]], "probes": h["rates"],
+                        "memora_top": m["concepts"][c["name"]]["curve"][-1] if m else None,
                         "memora_budget": m["params"]["budgets"][-1] if m else None,
-                        "memora_label": memora_label, "headline": headline, "decided_by": decided,
+                        "memora_label": h["memora_label"], "headline": h["headline"], "decided_by": h["decided_by"],
                         "cost": {p: {"model_evaluations": r["probes"][p]["cost"]["model_evaluations"],
-                                     "images": r["probes"][p]["cost"]["images"]} for p in probes},
-                        "n_concepts": len(r["task"]["concepts"])})
+                                     "images": r["probes"][p]["cost"]["images"]} for p in probes}})
     order = {c: i for i, c in enumerate(CONTROLS)}
     out.sort(key=lambda x: (x["task"], order.get(x["submission"], len(order)), x["recipe"], x["concept"]))
     return out
@@ -252,15 +238,10 @@ def adversarial_markdown(table: list[dict]) -> str:
             costs = [x["cost"][p] for x in firsts.values() if p in x["cost"]]
             ev = sorted(c["model_evaluations"] for c in costs)
             im = sorted(c["images"] for c in costs)
-            lines.append(f"| {task} | {p} | {len(costs)} | {_med(ev):.0f} [{ev[0]}, {ev[-1]}] | "
-                         f"{_med(im):.0f} [{im[0]}, {im[-1]}] |")
+            lines.append(f"| {task} | {p} | {len(costs)} | {statistics.median(ev):.0f} [{ev[0]}, {ev[-1]}] | "
+                         f"{statistics.median(im):.0f} [{im[0]}, {im[-1]}] |")
     lines.append("")
     return "\n".join(lines)
-
-
-def _med(xs: list) -> float:
-    n = len(xs)
-    return float(xs[n // 2]) if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 def write_into(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
