@@ -16,6 +16,7 @@ from memora_bench.results import load_result, stable_part
 ROOT = repo_root()
 SMALL_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-small.yaml"
 MEMORA_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-memora-seeds.yaml"
+TWO_CONCEPTS_SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-memora-two-concepts.yaml"
 
 
 def _evaluate(out: Path, cache: Path, *extra, suite: Path = SMALL_SUITE, **env_extra) -> subprocess.CompletedProcess:
@@ -69,21 +70,44 @@ def test_ray_run_of_memora_shards_by_attack_seed_and_matches_local(tmp_path):
     assert rb["timing"]["probes"]["memora"]["cpu_s"] < rb["timing"]["stages"]["memora_lora"]["cpu_s"]
 
 
+def _one_and_two_threads(tmp_path, suite: Path, task: str) -> tuple[dict, dict, bytes]:
+    """Evaluate ``original`` on one thread and on two (cold caches); assert the image lines are byte-identical
+    and the results equal but for time. Returns the two results and the image lines."""
+    runs = {}
+    for threads in ("1", "2"):
+        res = _evaluate(tmp_path / threads, tmp_path / f"cache-{threads}", suite=suite, OMP_NUM_THREADS=threads)
+        assert res.returncode == 0, res.stderr
+        runs[threads] = tmp_path / threads / "original"
+    lines = [(runs[t] / f"{task}.images.jsonl").read_bytes() for t in ("1", "2")]
+    assert lines[0] == lines[1]
+    ra, rb = [load_result(runs[t] / f"{task}.json") for t in ("1", "2")]
+    assert (ra["environment"].pop("torch_threads"), rb["environment"].pop("torch_threads")) == (1, 2)
+    assert stable_part(ra) == stable_part(rb)
+    return ra, rb, lines[0]
+
+
 @pytest.mark.slow
 def test_memora_seeds_side_by_side_equal_one_after_the_other(tmp_path):
     """Attack seeds run side by side on two threads give the very images and counts of a one-thread run."""
-    runs = {}
-    for threads in ("1", "2"):
-        res = _evaluate(tmp_path / threads, tmp_path / f"cache-{threads}", suite=MEMORA_SUITE,
-                        OMP_NUM_THREADS=threads)
-        assert res.returncode == 0, res.stderr
-        runs[threads] = tmp_path / threads / "original"
-    lines = [(runs[t] / "mini-seven-small.images.jsonl").read_bytes() for t in ("1", "2")]
-    assert lines[0] == lines[1] and b'"attack_seed": 1' in lines[0]
-    ra, rb = [load_result(runs[t] / "mini-seven-small.json") for t in ("1", "2")]
-    assert (ra["environment"].pop("torch_threads"), rb["environment"].pop("torch_threads")) == (1, 2)
-    assert stable_part(ra) == stable_part(rb)
+    _, rb, lines = _one_and_two_threads(tmp_path, MEMORA_SUITE, "mini-seven-small")
+    assert b'"attack_seed": 1' in lines
     assert "memora_side_by_side" in rb["timing"]["stages"]
+
+
+@pytest.mark.slow
+def test_multi_and_auto_memora_side_by_side_equal_one_after_the_other(tmp_path):
+    """Two concepts: Multi-MemoRa's (budget, seed) models and AutoMemoRa's (concept, w, seed) mixed models,
+    which all sample with the submission's own UNet, draw side by side on two threads the very images of a
+    one-thread run."""
+    _, rb, lines = _one_and_two_threads(tmp_path, TWO_CONCEPTS_SUITE, "mini-three-eight-small")
+    probes = [json.loads(x)["probe"] for x in lines.splitlines()]
+    assert probes.count("memora_multi") == 1 * 2 * 2 * 3  # budget 2, seeds 0 and 1, both concepts, 3 prompts
+    assert probes.count("memora_auto") == 2 * 2 * 3  # both concepts, w 0.5, seeds 0 and 1, 3 prompts
+    memora = rb["probes"]["memora"]
+    assert set(memora["multi"]["2"]) == {"three", "eight"} and set(memora["auto"]) == {"three", "eight"}
+    for stage in ("memora_side_by_side", "memora_multi_side_by_side", "memora_auto_side_by_side",
+                  "memora_original_side_by_side"):
+        assert stage in rb["timing"]["stages"]
 
 
 def test_compute_device_is_cpu_unless_asked(monkeypatch):

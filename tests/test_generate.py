@@ -65,3 +65,71 @@ def test_context_projections_are_computed_once_per_run_and_change_nothing(pipe, 
             h.remove()
     assert np.array_equal(reused, recomputed)
     assert not any(isinstance(m, gen._ProjectOnce) for m in pipe.unet.modules())  # the UNet is given back as it was
+
+
+
+def test_threads_sampling_one_unet_at_once_get_the_images_of_one_thread_alone(pipe):
+    """MemoRa draws with one model from two threads at once (its ceiling and concept images; AutoMemoRa's
+    mixed models share the submission's UNet)."""
+    from memora_bench.runner import side_by_side
+
+    jobs = [(["a handwritten seven"] * 3, [1, 2, 3]), (["a bold two", "a thin one"], [4, 5])]
+    alone = [generate(pipe, p, s, CONFIG) for p, s in jobs]
+    together = side_by_side([lambda p=p, s=s: generate(pipe, p, s, CONFIG) for p, s in jobs])
+    for a, b in zip(alone, together):
+        assert np.array_equal(a, b)
+
+
+def test_context_reuse_layers_stay_until_the_last_thread_leaves(pipe):
+    """Thread A enters, thread B enters, A leaves: B still samples with the reuse layers, which are swapped
+    back when B leaves; the UNet is then as it was (and can be copied: no thread-local state is left)."""
+    import copy
+    import threading
+
+    from memora_bench.models import generate as gen
+
+    def swapped() -> int:
+        return sum(isinstance(m, gen._ProjectOnce) for m in pipe.unet.modules())
+
+    layers = sum(getattr(m, "is_cross_attention", False) for m in pipe.unet.modules())
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def a():
+        with gen.project_context_once(pipe.unet):
+            a_in.set()
+            b_in.wait(5)
+            seen["both_inside"] = swapped()
+        a_out.set()
+
+    def b():
+        a_in.wait(5)
+        with gen.project_context_once(pipe.unet):
+            b_in.set()
+            a_out.wait(5)
+            seen["after_a_left"] = swapped()
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert layers and seen == {"both_inside": 2 * layers, "after_a_left": 2 * layers}  # to_k and to_v, once each
+    assert swapped() == 0 and gen._SWAPPED == {}
+    copy.deepcopy(pipe.unet)
+
+
+def test_a_unet_copied_while_another_thread_samples_with_it_is_a_plain_copy(pipe):
+    """MemoRa builds recovered models (copies of the submission's UNet) while other threads sample with that
+    UNet: the copy gets the plain projection layers and draws the same images."""
+    import copy
+
+    from memora_bench.models import generate as gen
+
+    with gen.project_context_once(pipe.unet):  # what a sampling thread holds
+        clone = copy.deepcopy(pipe.unet)
+    assert not any(isinstance(m, gen._ProjectOnce) for m in clone.modules())
+    twin = copy.copy(pipe)
+    twin.unet = clone
+    prompts, seeds = ["a handwritten seven", "a bold two"], [8, 9]
+    assert np.array_equal(generate(twin, prompts, seeds, CONFIG), generate(pipe, prompts, seeds, CONFIG))

@@ -75,6 +75,13 @@ class _ProjectOnce(torch.nn.Module):
         super().__init__()
         self.inner, self._seen = inner, threading.local()  # micro-batches on other threads have their own
 
+    def __deepcopy__(self, memo):
+        """A copy of a UNet made while another thread samples with it gets the plain layer (the reuse state
+        is per thread and per run, and cannot be copied)."""
+        import copy
+
+        return copy.deepcopy(self.inner, memo)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seen = self._seen
         if getattr(seen, "input", None) is not x:  # held here, so no other tensor can take its identity
@@ -82,18 +89,34 @@ class _ProjectOnce(torch.nn.Module):
         return seen.output
 
 
+_SWAP_LOCK = threading.Lock()
+_SWAPPED: dict[int, tuple[int, list]] = {}  # id(unet) -> (threads inside the block, the layers swapped)
+
+
 @contextlib.contextmanager
 def project_context_once(unet: torch.nn.Module):
-    """Within the block, each cross-attention layer of ``unet`` projects a given text context only once."""
-    swapped = [m for m in unet.modules() if getattr(m, "is_cross_attention", False)
-               and not isinstance(m.to_k, _ProjectOnce)]
-    for m in swapped:
-        m.to_k, m.to_v = _ProjectOnce(m.to_k), _ProjectOnce(m.to_v)
+    """Within the block, each cross-attention layer of ``unet`` projects a given text context only once.
+
+    Threads may sample with one UNet at once (each has its own reuse state): the layers are swapped in when
+    the first thread enters and swapped back when the last one leaves."""
+    with _SWAP_LOCK:
+        users, swapped = _SWAPPED.get(id(unet), (0, []))
+        if users == 0:
+            swapped = [m for m in unet.modules() if getattr(m, "is_cross_attention", False)
+                       and not isinstance(m.to_k, _ProjectOnce)]
+            for m in swapped:
+                m.to_k, m.to_v = _ProjectOnce(m.to_k), _ProjectOnce(m.to_v)
+        _SWAPPED[id(unet)] = (users + 1, swapped)
     try:
         yield
     finally:
-        for m in swapped:
-            m.to_k, m.to_v = m.to_k.inner, m.to_v.inner
+        with _SWAP_LOCK:
+            users, swapped = _SWAPPED.pop(id(unet))
+            if users > 1:
+                _SWAPPED[id(unet)] = (users - 1, swapped)
+            else:
+                for m in swapped:
+                    m.to_k, m.to_v = m.to_k.inner, m.to_v.inner
 
 
 @torch.inference_mode()

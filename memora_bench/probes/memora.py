@@ -97,6 +97,13 @@ def concept_images(unit, original, concept, p: MemoraParams) -> list[dict]:
     return unit.images(rows, "memora_concept", model=original, steps=p.steps, per_prompt=1)
 
 
+def _original_images(unit, original, concept, rows, p: MemoraParams) -> tuple[list[dict], list[dict]]:
+    """The original model's concept images (stage 1) and its images of ``rows`` (the ceiling), side by side."""
+    return tuple(_images_side_by_side(unit, "memora_original", [
+        lambda: concept_images(unit, original, concept, p),
+        lambda: unit.images(rows, "memora_ceiling", model=original)]))
+
+
 def training_images(unit, attacked, concept, originals: list[dict], p: MemoraParams) -> tuple[list[str], list]:
     """Stages 2-3: inversion by the attacked model, slerp, re-denoising; returns (cache keys, images)."""
     from memora_bench.models.generate import encode_prompts
@@ -202,43 +209,59 @@ def recovered_model(unit, attacked, adapters: list[dict], p: MemoraParams, scale
     return Model(fingerprint, load)
 
 
-def attack_curves(unit, models: list[tuple], concept, rows, originals, p: MemoraParams, lines: list[dict]):
-    """For each (attacked model, stage): hits[s][j] over ``rows`` for every attack seed s and budget b_j, the
-    adapters per (seed, budget) and the training images' keys.
+def attack_curves(unit, models: list[tuple], work: list[tuple], p: MemoraParams, lines: list[dict]) -> list[list]:
+    """For each concept of ``work`` (concept, its evaluation rows, the original model's concept images) and
+    each (attacked model, stage): (hits, adapters, training-image keys), where hits[s][j] are the judged
+    images of the rows at attack seed s and budget b_j and adapters are keyed by (seed, budget).
 
-    The (model, seed) runs are independent and run side by side (:func:`memora_bench.runner.side_by_side`).
-    Appends one JSONL line per judged image to ``lines`` (with its attack seed and budget), in model and
-    seed order whatever order the runs finish in.
+    The (concept, model, seed) runs are independent and run side by side, all concepts' at once
+    (:func:`memora_bench.runner.side_by_side`; on two cores one concept's three runs alone would leave a
+    core idle a third of the time once the oracle's runs are cached). Appends one JSONL line per judged
+    image to ``lines`` (with its attack seed and budget), in concept, model and seed order whatever order
+    the runs finish in.
     """
     from memora_bench.runner import side_by_side
 
-    prepared = []
-    for (attacked, stage), (keys, images) in zip(models, _training_images_side_by_side(unit, models, concept,
-                                                                                        originals, p)):
-        unit.images(rows, stage, model=attacked)  # budget 0, shared by every seed: made once, before the runs
-        prepared.append((attacked, stage, keys, images))
-    unit.classifier_for(concept.label)  # loaded once, before the runs
-    jobs = [lambda a=a, st=st, k=k, im=im, seed=seed: seed_curve(unit, a, concept, rows, k, im, seed, p, st)
-            for a, st, k, im in prepared for seed in p.attack_seeds]
+    trained = iter(_training_images_side_by_side(unit, models, work, p))
+    prepared = [(concept, rows, attacked, stage, *next(trained)) for concept, rows, _ in work for attacked, stage in models]
+    for concept, _, _ in work:
+        unit.classifier_for(concept.label)  # loaded once, before the runs
+    jobs = [lambda c=c, r=r, a=a, st=st, k=k, im=im, seed=seed: seed_curve(unit, a, c, r, k, im, seed, p, st)
+            for c, r, a, st, k, im in prepared for seed in p.attack_seeds]
     with unit.timer("memora_side_by_side"):
         done = iter(side_by_side(jobs))
     out = []
-    for _, _, keys, _ in prepared:
-        hits, adapters = [], {}
-        for _seed in p.attack_seeds:
-            per_budget, seed_lines, seed_adapters = next(done)
-            hits.append(per_budget)
-            lines += seed_lines
-            adapters.update(seed_adapters)
-        out.append((hits, adapters, keys))
+    for group in _chunks(prepared, len(models)):  # one concept: its models in order
+        per_model = []
+        for *_, keys, _images in group:
+            hits, adapters = [], {}
+            for _seed in p.attack_seeds:
+                per_budget, seed_lines, seed_adapters = next(done)
+                hits.append(per_budget)
+                lines += seed_lines
+                adapters.update(seed_adapters)
+            per_model.append((hits, adapters, keys))
+        out.append(per_model)
     return out
 
 
-def _training_images_side_by_side(unit, models: list[tuple], concept, originals, p: MemoraParams) -> list:
-    """Each model's training images, as one job each: on one thread, so they do not depend on the core count."""
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _training_images_side_by_side(unit, models: list[tuple], work: list[tuple], p: MemoraParams) -> list:
+    """Each (concept, model)'s training images and its budget-0 images of the concept's rows (the attacked
+    model itself, shared by every attack seed), as one job each, in concept then model order: each on one
+    thread, so they do not depend on the core count."""
     from memora_bench.runner import side_by_side
 
-    return side_by_side([lambda a=a: training_images(unit, a, concept, originals, p) for a, _ in models])
+    def job(attacked, stage, concept, rows, originals):
+        made = training_images(unit, attacked, concept, originals, p)
+        unit.images(rows, stage, model=attacked)
+        return made
+
+    return side_by_side([lambda a=a, st=st, c=c, r=r, o=o: job(a, st, c, r, o)
+                         for c, r, o in work for a, st in models])
 
 
 def seed_curve(unit, attacked, concept, rows, keys, images, seed: int, p: MemoraParams, stage: str):
@@ -282,20 +305,23 @@ def prefetch(unit, params: dict, shard: str) -> None:
     original = base_model(task.base_model)
     models = [(unit.model, "memora")] + ([(base_model(task.oracle), "memora_oracle")] if task.oracle else [])
     attack_rows = task_prompts(task, "attack_prompts")
+    if shard != PREP:
+        seed = int(shard.removeprefix("seed="))
+        if seed not in p.attack_seeds:
+            raise ValueError(f"MemoRa shard {shard!r}: seed {seed} is not one of {p.attack_seeds}")
+    work = []
     for concept in task.concepts:
-        rows = sorted((r for r in attack_rows if r.concept == concept.label), key=lambda r: r.id)[: p.eval_prompts]
-        originals = concept_images(unit, original, concept, p)
+        rows = _eval_rows(attack_rows, concept, p)
         if shard == PREP:
-            unit.judge(unit.images(rows, "memora_ceiling", model=original), "memora_ceiling")
-        if shard == PREP:
-            _training_images_side_by_side(unit, models, concept, originals, p)
-            for attacked, stage in models:
-                unit.images(rows, stage, model=attacked)  # budget 0
+            originals, ceiling = _original_images(unit, original, concept, rows, p)
+            unit.judge(ceiling, "memora_ceiling")
         else:
-            seed = int(shard.removeprefix("seed="))
-            if seed not in p.attack_seeds:
-                raise ValueError(f"MemoRa shard {shard!r}: seed {seed} is not one of {p.attack_seeds}")
-            attack_curves(unit, models, concept, rows, originals, replace(p, attack_seeds=(seed,)), [])
+            originals = concept_images(unit, original, concept, p)
+        work.append((concept, rows, originals))
+    if shard == PREP:
+        _training_images_side_by_side(unit, models, work, p)
+    else:
+        attack_curves(unit, models, work, replace(p, attack_seeds=(seed,)), [])
 
 
 def run(unit, params: dict) -> tuple[dict, list[dict]]:
@@ -312,13 +338,14 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
     adapters_by_concept = {}
     top_hits: dict[str, list[np.ndarray]] = {}
     n_images = 0
+    work, ceilings = [], []
     for concept in task.concepts:
-        rows = sorted((r for r in attack_rows if r.concept == concept.label), key=lambda r: r.id)[: p.eval_prompts]
-        originals = concept_images(unit, original, concept, p)
-        ceiling = np.array([r["hit"] for r in unit.judge(unit.images(rows, "memora_ceiling", model=original),
-                                                          "memora_ceiling")])
-        curves = attack_curves(unit, [(unit.model, "memora")] + ([(oracle, "memora_oracle")] if oracle else []),
-                               concept, rows, originals, p, lines)
+        rows = _eval_rows(attack_rows, concept, p)
+        originals, ceiling = _original_images(unit, original, concept, rows, p)
+        ceilings.append(np.array([r["hit"] for r in unit.judge(ceiling, "memora_ceiling")]))
+        work.append((concept, rows, originals))
+    models = [(unit.model, "memora")] + ([(oracle, "memora_oracle")] if oracle else [])
+    for (concept, rows, _), ceiling, curves in zip(work, ceilings, attack_curves(unit, models, work, p, lines)):
         hits, adapters, train_keys = curves[0]
         top_hits[concept.label] = [h[-1] for h in hits]
         adapters_by_concept[concept.name] = adapters
@@ -360,56 +387,82 @@ def _pooled_rate(unit, hits_per_seed: list[np.ndarray]) -> dict:
 
 
 def multi_memora(unit, adapters_by_concept: dict, attack_rows, p: MemoraParams, lines: list[dict]) -> dict:
-    """Both concepts' adapters combined (same seed and budget), both concepts scored at every budget."""
+    """Both concepts' adapters combined (same seed and budget), both concepts scored at every budget.
+
+    The (budget, seed) models' images are made side by side (each on one thread, so bit-identical to making
+    them one after the other), then judged in order on the calling thread."""
     from memora_bench.runner import image_lines
 
-    out = {}
     concepts = unit.task.concepts
-    for b in [b for b in p.budgets if b > 0]:
-        per_concept = {c.name: [] for c in concepts}
-        for seed in p.attack_seeds:
-            model = recovered_model(unit, unit.model, [adapters_by_concept[c.name][(seed, b)] for c in concepts], p)
-            for c in concepts:
-                rows = sorted((r for r in attack_rows if r.concept == c.label), key=lambda r: r.id)[: p.eval_prompts]
-                recs = unit.judge(unit.images(rows, "memora_multi", model=model), "memora_multi")
-                per_concept[c.name].append(np.array([r["hit"] for r in recs]))
-                lines += [dict(x, attack_seed=seed, budget=b) for x in image_lines(recs, "memora_multi", "attack")]
-        out[str(b)] = {name: _pooled_rate(unit, hits) for name, hits in per_concept.items()}
+    rows_of = {c.name: _eval_rows(attack_rows, c, p) for c in concepts}
+    cells = [(b, seed) for b in p.budgets if b > 0 for seed in p.attack_seeds]
+
+    def draw(b: int, seed: int) -> list[list[dict]]:
+        model = recovered_model(unit, unit.model, [adapters_by_concept[c.name][(seed, b)] for c in concepts], p)
+        return [unit.images(rows_of[c.name], "memora_multi", model=model) for c in concepts]
+
+    drawn = _images_side_by_side(unit, "memora_multi", [lambda b=b, s=seed: draw(b, s) for b, seed in cells])
+    per_cell = {}
+    for (b, seed), records in zip(cells, drawn):
+        per_cell[(b, seed)] = []
+        for recs in records:
+            recs = unit.judge(recs, "memora_multi")
+            per_cell[(b, seed)].append(np.array([r["hit"] for r in recs]))
+            lines += [dict(x, attack_seed=seed, budget=b) for x in image_lines(recs, "memora_multi", "attack")]
+    out = {}
+    for b in sorted({b for b, _ in cells}):
+        out[str(b)] = {c.name: _pooled_rate(unit, [per_cell[(b, seed)][i] for seed in p.attack_seeds])
+                       for i, c in enumerate(concepts)}
     return out
+
+
+def _eval_rows(attack_rows, concept, p: MemoraParams) -> list:
+    """The concept's first ``eval_prompts`` attack prompts (by id): what every recovered model draws."""
+    return sorted((r for r in attack_rows if r.concept == concept.label), key=lambda r: r.id)[: p.eval_prompts]
+
+
+def _images_side_by_side(unit, stage: str, jobs: list) -> list:
+    """``[job() for job in jobs]`` side by side (:func:`memora_bench.runner.side_by_side`), timed as one stage."""
+    from memora_bench.runner import side_by_side
+
+    with unit.timer(f"{stage}_side_by_side"):
+        return side_by_side(jobs)
 
 
 def auto_memora(unit, adapters_by_concept: dict, attack_rows, p: MemoraParams, lines: list[dict]) -> dict:
     """AutoMemoRa: eps_U + w (eps_L - eps_U) at the largest budget, for each pinned w.
 
     The reference mixes the two CFG-guided predictions; CFG is linear, so mixing each branch before
-    guidance (what :class:`MixedUNet` does) gives the same noise estimate.
+    guidance (what :class:`MixedUNet` does) gives the same noise estimate. The (concept, w, seed) images are
+    made side by side, then judged in order, as in :func:`multi_memora`.
     """
     from memora_bench.runner import Model, image_lines
 
-    out = {}
     top = max(p.budgets)
-    for c in unit.task.concepts:
-        rows = sorted((r for r in attack_rows if r.concept == c.label), key=lambda r: r.id)[: p.eval_prompts]
-        out[c.name] = {}
-        for w in p.auto_weights:
-            hits = []
-            for seed in p.attack_seeds:
-                lora_model = recovered_model(unit, unit.model, [adapters_by_concept[c.name][(seed, top)]], p)
+    cells = [(c, w, seed) for c in unit.task.concepts for w in p.auto_weights for seed in p.attack_seeds]
 
-                def load(lm=lora_model, w=w):
-                    pipe_l = lm.pipeline(unit.timer, "load_model")
-                    pipe_u = unit.pipeline()
-                    mixed = copy.copy(pipe_u)
-                    mixed.unet = MixedUNet(pipe_u.unet, pipe_l.unet, w)
-                    return mixed
+    def mixed_model(c, w: float, seed: int):
+        lora_model = recovered_model(unit, unit.model, [adapters_by_concept[c.name][(seed, top)]], p)
 
-                model = Model({**lora_model.fingerprint, "auto_memora_w": w}, load)
-                recs = unit.judge(unit.images(rows, "memora_auto", model=model), "memora_auto")
-                hits.append(np.array([r["hit"] for r in recs]))
-                lines += [dict(x, attack_seed=seed, budget=top, auto_w=w)
-                          for x in image_lines(recs, "memora_auto", "attack")]
-            out[c.name][str(w)] = _pooled_rate(unit, hits)
-    return out
+        def load():
+            pipe_l = lora_model.pipeline(unit.timer, "load_model")
+            pipe_u = unit.pipeline()
+            mixed = copy.copy(pipe_u)
+            mixed.unet = MixedUNet(pipe_u.unet, pipe_l.unet, w)
+            return mixed
+
+        return Model({**lora_model.fingerprint, "auto_memora_w": w}, load)
+
+    drawn = _images_side_by_side(unit, "memora_auto", [
+        lambda c=c, w=w, s=seed: unit.images(_eval_rows(attack_rows, c, p), "memora_auto", model=mixed_model(c, w, s))
+        for c, w, seed in cells])
+    hits: dict[tuple, list] = {}
+    for (c, w, seed), recs in zip(cells, drawn):
+        recs = unit.judge(recs, "memora_auto")
+        hits.setdefault((c.name, w), []).append(np.array([r["hit"] for r in recs]))
+        lines += [dict(x, attack_seed=seed, budget=top, auto_w=w) for x in image_lines(recs, "memora_auto", "attack")]
+    return {c.name: {str(w): _pooled_rate(unit, hits[(c.name, w)]) for w in p.auto_weights}
+            for c in unit.task.concepts}
 
 
 class MixedUNet(torch.nn.Module):
