@@ -51,6 +51,17 @@ def test_oracle_is_long_term_forgotten(runs):
     assert score["memory"] == pytest.approx(0.0) and score["label"] == "LTM"
 
 
+def test_the_oracle_evaluated_as_a_submission_is_its_own_floor(runs):
+    """The oracle's own curve and its floor are one computation (run once), logged under both stages."""
+    data = load_result(runs / "out" / "oracle" / "mini-seven-small.json")
+    seven = data["probes"]["memora"]["concepts"]["seven"]
+    assert seven["curve"] == seven["oracle_curve"]
+    lines = [json.loads(x) for x in (runs / "out" / "oracle" / "mini-seven-small.images.jsonl").read_text().splitlines()]
+    own = [x for x in lines if x["probe"] == "memora"]
+    floor = [{**x, "probe": "memora"} for x in lines if x["probe"] == "memora_oracle"]
+    assert len(own) == 4 * 2 and own == floor
+
+
 def test_images_are_logged_with_budget_and_seed(runs):
     lines = [json.loads(x) for x in (runs / "out" / "original" / "mini-seven-small.images.jsonl").read_text().splitlines()]
     memora = [x for x in lines if x["probe"] == "memora"]

@@ -216,10 +216,28 @@ def attack_curves(unit, models: list[tuple], work: list[tuple], p: MemoraParams,
 
     The (concept, model, seed) runs are independent and run side by side, all concepts' at once
     (:func:`memora_bench.runner.side_by_side`; on two cores one concept's three runs alone would leave a
-    core idle a third of the time once the oracle's runs are cached). Appends one JSONL line per judged
-    image to ``lines`` (with its attack seed and budget), in concept, model and seed order whatever order
-    the runs finish in.
+    core idle a third of the time once the oracle's runs are cached). A model listed twice (the retrain
+    oracle evaluated as a submission is its own floor) is run once: its runs are deterministic, so a second
+    run would give the same numbers. Appends one JSONL line per judged image to ``lines`` (with its attack
+    seed and budget), in concept, model and seed order whatever order the runs finish in.
     """
+    distinct: dict[str, tuple] = {}
+    for attacked, stage in models:
+        distinct.setdefault(cache_key(attacked.fingerprint), (attacked, stage))
+    computed = _curves(unit, list(distinct.values()), work, p)
+    out = []
+    for per_concept in computed:
+        per_model = []
+        for attacked, stage in models:
+            hits, adapters, keys, model_lines = per_concept[cache_key(attacked.fingerprint)]
+            lines += [dict(line, probe=stage) for line in model_lines]
+            per_model.append((hits, adapters, keys))
+        out.append(per_model)
+    return out
+
+
+def _curves(unit, models: list[tuple], work: list[tuple], p: MemoraParams) -> list[dict]:
+    """:func:`attack_curves` for distinct models: per concept, {model key: (hits, adapters, keys, lines)}."""
     from memora_bench.runner import side_by_side
 
     trained = iter(_training_images_side_by_side(unit, models, work, p))
@@ -232,15 +250,15 @@ def attack_curves(unit, models: list[tuple], work: list[tuple], p: MemoraParams,
         done = iter(side_by_side(jobs))
     out = []
     for group in _chunks(prepared, len(models)):  # one concept: its models in order
-        per_model = []
-        for *_, keys, _images in group:
-            hits, adapters = [], {}
+        per_model = {}
+        for _, _, attacked, _, keys, _ in group:
+            hits, adapters, model_lines = [], {}, []
             for _seed in p.attack_seeds:
                 per_budget, seed_lines, seed_adapters = next(done)
                 hits.append(per_budget)
-                lines += seed_lines
+                model_lines += seed_lines
                 adapters.update(seed_adapters)
-            per_model.append((hits, adapters, keys))
+            per_model[cache_key(attacked.fingerprint)] = (hits, adapters, keys, model_lines)
         out.append(per_model)
     return out
 
