@@ -4,15 +4,24 @@ A key is the sha256 of a canonical JSON of everything that determines an output 
 seed, generation settings, the stage's code version). Values are PNG images, safetensors tensors or JSON,
 written to a temporary file in the same folder and renamed into place, so a killed run never leaves a
 truncated entry: an entry either exists whole or not at all.
+
+The cache heals: an entry that cannot be read (corrupted by hand, a disk error) is reported with its path,
+removed, and recomputed by whoever asked for it; temporary files left by a killed writer are swept once
+they are stale. Work in flight is shared: :meth:`Cache.lock` is an exclusive lock per key (``flock`` on a
+file under ``locks/``), so two runs on one cache wait for each other's work instead of redoing it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +73,14 @@ def read_png(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+STALE_TMP_SECONDS = 3600  # a writer renames its temporary file within seconds; an hour-old one was orphaned
+
+
+def is_key(key: str) -> bool:
+    """A cache key is 64 lowercase hex digits; nothing else may name a file in the cache."""
+    return isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key)
+
+
 @dataclass(frozen=True)
 class Cache:
     """A cache rooted at ``root``; ``kind`` folders (images, tensors, json) are sharded by key prefix."""
@@ -71,11 +88,53 @@ class Cache:
     root: Path
 
     def path(self, kind: str, key: str, suffix: str) -> Path:
+        if not is_key(key):  # keys come from result files too (the leaderboard): never a path of their own
+            raise ValueError(f"not a cache key: {key[:80]!r}")
         return Path(self.root) / kind / key[:2] / f"{key}{suffix}"
 
+    def _read(self, path: Path, read):
+        """``read(path)``, or None when the entry is missing; a corrupted entry is reported, removed, None."""
+        if not path.exists():
+            return None
+        try:
+            return read(path)
+        except Exception as err:  # PIL, json and safetensors each raise their own types for a damaged file
+            path.unlink(missing_ok=True)
+            print(f"warning: cache entry {path} could not be read ({type(err).__name__}: "
+                  f"{str(err).splitlines()[0][:120] if str(err) else ''}); removed, it is recomputed",
+                  file=sys.stderr)
+            return None
+
+    @contextlib.contextmanager
+    def lock(self, key: str):
+        """Hold the exclusive lock of ``key`` (blocking) while its work is done; another run asking for the
+        same key waits, then finds the entry in the cache. No deadlock: a stage's lock may be held while image
+        chunks are locked (:meth:`memora_bench.runner.Unit.images`), and a chunk's holder takes no other lock."""
+        p = self.path("locks", key, ".lock")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def sweep_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> list[Path]:
+        """Remove temporary files that a killed writer left behind (older than ``older_than`` seconds)."""
+        root, now, removed = Path(self.root), time.time(), []
+        if not root.exists():
+            return removed
+        for p in root.rglob(".*.tmp"):
+            try:
+                if now - p.stat().st_mtime > older_than:
+                    p.unlink()
+                    removed.append(p)
+            except FileNotFoundError:  # its writer renamed or removed it meanwhile
+                continue
+        return removed
+
     def get_image(self, key: str) -> np.ndarray | None:
-        p = self.path("images", key, ".png")
-        return read_png(p) if p.exists() else None
+        return self._read(self.path("images", key, ".png"), read_png)
 
     def put_image(self, key: str, image: np.ndarray) -> Path:
         p = self.path("images", key, ".png")
@@ -83,8 +142,7 @@ class Cache:
         return p
 
     def get_json(self, key: str) -> Any | None:
-        p = self.path("json", key, ".json")
-        return json.loads(p.read_text()) if p.exists() else None
+        return self._read(self.path("json", key, ".json"), lambda p: json.loads(p.read_text()))
 
     def put_json(self, key: str, value: Any) -> Path:
         p = self.path("json", key, ".json")
@@ -94,8 +152,7 @@ class Cache:
     def get_tensors(self, key: str) -> dict | None:
         from safetensors.torch import load_file
 
-        p = self.path("tensors", key, ".safetensors")
-        return load_file(str(p)) if p.exists() else None
+        return self._read(self.path("tensors", key, ".safetensors"), lambda p: load_file(str(p)))
 
     def put_tensors(self, key: str, tensors: dict) -> Path:
         from safetensors.torch import save

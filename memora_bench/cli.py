@@ -1,7 +1,8 @@
 """The ``memora-bench`` command. Heavy imports live inside the handlers so that ``--help`` is instant.
 
 Exit codes: 0 success; 1 the command ran and found a failure (an evaluation error, a regression);
-2 bad input (unknown file, invalid card or manifest, bad arguments).
+2 bad input (unknown file, invalid card or manifest, bad arguments), or an unexpected error (one line naming
+the command's inputs, never a traceback that a CI job would read as "regressed").
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def build_cli() -> argparse.ArgumentParser:
     va = sub.add_parser("validate", help="check task cards, suites and submissions; report every problem")
     va.add_argument("paths", nargs="*", help="files or submission folders (default: everything in the repository)")
     va.add_argument("--no-load", action="store_true",
-                    help="check manifests and hashes only, without applying checkpoints to their base model")
+                    help="check manifests and checkpoint files (sha256, symlinks, size, readable and finite "
+                         "tensors) without applying checkpoints to their base model")
     va.add_argument("--json", action="store_true")
 
     cmp_ = sub.add_parser("compare", help="exit 1 when robustness regressed between two result sets (a CI gate)")
@@ -60,7 +62,12 @@ def build_cli() -> argparse.ArgumentParser:
                            "the new interval lies entirely above the old one")
     cmp_.add_argument("--exact", action="store_true",
                       help="fail when any count (robustness or utility) differs in either direction")
-    cmp_.add_argument("--interval", choices=["bootstrap", "wilson"], default="bootstrap")
+    cmp_.add_argument("--interval", choices=["wilson", "bootstrap"], default="wilson",
+                      help="wilson: recomputed from the counts (default); bootstrap: the stored cluster-bootstrap "
+                           "intervals")
+    cmp_.add_argument("--allow-mismatch", action="store_true",
+                      help="compare results of different suites, suite versions, probe parameters or package "
+                           "versions (refused by default: exit 2)")
     cmp_.add_argument("--json", action="store_true")
 
     ls = sub.add_parser("ls", help="list tasks, probes, submissions or suites")
@@ -106,6 +113,18 @@ def build_cli() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_cli().parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as err:  # a bug or an input no check foresaw: one line, never a traceback read as exit 1
+        inputs = " ".join(str(v) for k, v in sorted(vars(args).items())
+                          if k in ("old", "new", "results", "submissions", "paths") and v)
+        text = str(err).splitlines()[0][:200] if str(err) else ""
+        print(f"error: unexpected {type(err).__name__} in '{args.command}' on {inputs or 'its inputs'}: {text} "
+              f"(please report it)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _run(args) -> int:
     if args.command in ("evaluate", "validate", "ls", "compare"):
         from memora_bench import commands
 

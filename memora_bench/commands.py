@@ -114,6 +114,9 @@ def evaluate(args) -> int:
         print(_table(summary))
         if args.profile:
             print(_profile_table(summary["profile"]))
+    _err([problem for _, problems in report.refused for problem in problems])
+    if report.refused:
+        return EXIT_BAD_INPUT
     return EXIT_FAILURE if report.failed else EXIT_OK
 
 
@@ -157,6 +160,7 @@ def _summary(report) -> dict:
                                        for res in data["probes"].values())
         rows.append(row)
     return {"results": rows, "failed": [{"submission": s, "task": t, "error": e} for s, t, e in report.failed],
+            "refused": [{"submission": s, "problems": problems} for s, problems in report.refused],
             "reused": [{"submission": s, "task": t, "parts": parts, "not_reused_because": why}
                        for s, t, parts, why in report.reused]}
 
@@ -243,7 +247,7 @@ def _table(summary: dict) -> str:
 def validate(args) -> int:
     """Check task cards, suites and submissions (every one in the repository, or the given paths)."""
     from memora_bench.miniworld import WorldError
-    from memora_bench.models.loading import CheckpointError, load_submission_pipeline
+    from memora_bench.models.loading import CheckpointError, load_submission_pipeline, verify_submission
 
     root = repo_root()
     paths = [Path(p) for p in args.paths] or (
@@ -268,6 +272,7 @@ def validate(args) -> int:
                 for t in sub.tasks:
                     if not (root / "tasks" / f"{t}.yaml").exists():
                         problems.append(f"{sub.path}: task {t!r} has no card tasks/{t}.yaml")
+                verify_submission(sub)  # hash, symlinks, size, every weight file readable and finite
                 if sub.checkpoint is not None and not args.no_load:
                     # Applies the checkpoint to its base model: every tensor checked against the real model.
                     load_submission_pipeline(sub, sub.base_model)
@@ -296,12 +301,12 @@ def _kind_of(path: Path) -> str | None:
     if path.suffix in (".yaml", ".yml") and path.parent.name == "tasks":
         return "task"
     if path.suffix in (".yaml", ".yml") and path.exists():
-        import yaml
+        from memora_bench.specs import read_yaml_file
 
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
-            return "task"  # let the task loader report the YAML error
+            data = read_yaml_file(path)
+        except SpecError:
+            return "task"  # let the task loader report the problem
         if isinstance(data, dict) and "probes" in data:
             return "suite"
         if isinstance(data, dict) and "method" in data:
@@ -311,7 +316,7 @@ def _kind_of(path: Path) -> str | None:
 
 
 def ls(args) -> int:
-    from memora_bench.runner import PROBES
+    from memora_bench.probes.registry import PROBES
 
     root = repo_root()
     if args.what == "tasks":
@@ -333,7 +338,8 @@ def compare(args) -> int:
         _err([f"--tolerance must be in [0, 1], got {args.tolerance}"])
         return EXIT_BAD_INPUT
     try:
-        rows = run(load_results(args.old), load_results(args.new), args.interval, args.tolerance, args.exact)
+        rows = run(load_results(args.old), load_results(args.new), args.interval, args.tolerance, args.exact,
+                   args.allow_mismatch)
     except CompareError as err:
         _err(err.problems)
         return EXIT_BAD_INPUT

@@ -12,17 +12,24 @@ higher is worse. A score **regressed** when
 MemoRa contributes every point of its recovery curve (``memora/seven@25``; ``memora/seven`` is the largest
 budget), AutoMemoRa (``memora-auto/seven@w0.5``) and Multi-MemoRa (``memora-multi/three@400``). Utility
 (retained-concept accuracy) and the oracle's curve (the floor) are shown for information and do not gate,
-except under ``--exact``. Inputs that cannot be
-compared (a score missing on one side, a different task version or prompt set) are bad input.
+except under ``--exact``.
+
+Nothing stored is trusted: every rate is k/n and the default interval is the Wilson interval recomputed from
+the counts (files whose stored rates or intervals disagree with their counts are refused on reading,
+:func:`memora_bench.results.load_result`); ``--interval bootstrap`` uses the stored cluster-bootstrap
+intervals, which need the per-prompt hits to recompute. Inputs that cannot be compared are bad input: a
+score missing on one side, two results for one (submission, task), a different task version or prompt
+set, and, unless ``allow_mismatch`` says the comparison is intended, a different suite (name, version,
+file, bootstrap settings), probe parameters or package version.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from memora_bench.results import validate_result
+from memora_bench.results import ResultError, load_result
+from memora_bench.scoring import wilson
 
 
 class CompareError(ValueError):
@@ -62,18 +69,19 @@ def load_results(path: Path) -> dict[tuple[str, str], dict]:
     if not path.exists():
         raise CompareError([f"{path}: no such file or folder"])
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*.json"))
-    out, problems = {}, []
+    out, where, problems = {}, {}, []
     for f in files:
         try:
-            data = json.loads(f.read_text())
-            validate_result(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            problems.append(f"{f}: not a JSON result file ({err})")
+            data = load_result(f)
+        except ResultError as err:
+            problems.append(str(err))
             continue
-        except Exception as err:  # jsonschema.ValidationError
-            problems.append(f"{f}: not a valid result file ({str(err).splitlines()[0]})")
+        key = (data["submission"]["name"], data["task"]["name"])
+        if key in out:
+            problems.append(f"{f}: a second result for submission {key[0]!r} on task {key[1]!r} (first: "
+                            f"{where[key]}); compare one result per (submission, task)")
             continue
-        out[(data["submission"]["name"], data["task"]["name"])] = data
+        out[key], where[key] = data, f
     if not out and not problems:
         problems.append(f"{path}: no result files")
     if problems:
@@ -106,9 +114,32 @@ def _scores(result: dict) -> dict[str, tuple[dict, bool]]:
     return scores
 
 
-def compare(old: dict, new: dict, interval: str = "bootstrap", tolerance: float | None = None,
-            exact: bool = False) -> list[Row]:
+def mismatches(o: dict, n: dict) -> list[str]:
+    """Why two results of one (submission, task) do not measure the same thing: suite, probe parameters,
+    package version (empty if they do)."""
+    out = []
+    for field in ("name", "version", "sha256", "bootstrap", "bootstrap_seed", "confidence"):
+        if o["suite"][field] != n["suite"][field]:
+            out.append(f"suite {field} differs ({str(o['suite'][field])[:70]} vs {str(n['suite'][field])[:70]})")
+    for probe in sorted(set(o["probes"]) & set(n["probes"])):
+        if o["probes"][probe]["params"] != n["probes"][probe]["params"]:
+            out.append(f"the parameters of probe {probe} differ")
+    if o["environment"]["memora_bench"] != n["environment"]["memora_bench"]:
+        out.append(f"memora-bench version differs ({o['environment']['memora_bench']} vs "
+                   f"{n['environment']['memora_bench']})")
+    return out
+
+
+def _interval(rate: dict, interval: str, confidence: float) -> tuple[float, float]:
+    """The interval a score is gated with: Wilson recomputed from the counts, or the stored bootstrap one."""
+    return wilson(rate["k"], rate["n"], confidence) if interval == "wilson" else tuple(rate[interval])
+
+
+def compare(old: dict, new: dict, interval: str = "wilson", tolerance: float | None = None,
+            exact: bool = False, allow_mismatch: bool = False) -> list[Row]:
     """Rows for every score of every (submission, task) in ``old``; raises on incomparable inputs."""
+    if interval not in ("wilson", "bootstrap"):
+        raise CompareError([f"unknown interval {interval!r}; expected 'wilson' or 'bootstrap'"])
     problems, rows = [], []
     for key, o in sorted(old.items()):
         n = new.get(key)
@@ -119,7 +150,11 @@ def compare(old: dict, new: dict, interval: str = "bootstrap", tolerance: float 
             if o["task"][field] != n["task"][field]:
                 problems.append(f"{key[0]} / {key[1]}: task {field} differs ({o['task'][field]} vs "
                                 f"{n['task'][field]}); results of different task versions are not comparable")
+        if not allow_mismatch:
+            problems += [f"{key[0]} / {key[1]}: {why}; not comparable (pass --allow-mismatch if the comparison "
+                         f"is intended)" for why in mismatches(o, n)]
         os_, ns = _scores(o), _scores(n)
+        oc, nc = o["suite"]["confidence"], n["suite"]["confidence"]
         for name, (orate, gates) in sorted(os_.items()):
             if name not in ns:
                 problems.append(f"{key[0]} / {key[1]}: score {name} missing in NEW")
@@ -129,11 +164,11 @@ def compare(old: dict, new: dict, interval: str = "bootstrap", tolerance: float 
                 regressed = (nrate["k"], nrate["n"]) != (orate["k"], orate["n"])
                 gates = True
             elif tolerance is None:
-                regressed = nrate[interval][0] > orate[interval][1]
+                regressed = _interval(nrate, interval, nc)[0] > _interval(orate, interval, oc)[1]
             else:
-                regressed = nrate["rate"] - orate["rate"] > tolerance
-            rows.append(Row(key[0], key[1], name, gates, orate["k"], orate["n"], tuple(orate[interval]),
-                            nrate["k"], nrate["n"], tuple(nrate[interval]), gates and regressed))
+                regressed = nrate["k"] / nrate["n"] - orate["k"] / orate["n"] > tolerance
+            rows.append(Row(key[0], key[1], name, gates, orate["k"], orate["n"], _interval(orate, interval, oc),
+                            nrate["k"], nrate["n"], _interval(nrate, interval, nc), gates and regressed))
     if problems:
         raise CompareError(problems)
     return rows

@@ -7,7 +7,6 @@ Errors in one unit are collected and the others still run.
 
 from __future__ import annotations
 
-import importlib
 import platform
 import threading
 import time
@@ -19,12 +18,9 @@ import numpy as np
 
 from memora_bench import __version__
 from memora_bench.cache import Cache, cache_key
+from memora_bench.probes.registry import PROBES, load_probe, probe_module
 from memora_bench.specs import PromptRow, Submission, Suite, Task, read_prompts
 
-PROBES = {"plain": "memora_bench.probes.plain:run", "memora": "memora_bench.probes.memora:run",
-          "unlearndiffatk": "memora_bench.probes.unlearndiffatk:run",
-          "ringabell": "memora_bench.probes.ringabell:run",
-          "concept_inversion": "memora_bench.probes.concept_inversion:run"}
 GENERATE_CODE_VERSION = 2  # bump when a change to generation can change an image
 SCHEMA_VERSION = 1
 
@@ -136,14 +132,19 @@ def compute_device() -> str:
     return name
 
 
-def submission_model(sub: Submission) -> Model:
-    """The submission's model: its declared base model with its checkpoint applied (a control: the base)."""
+def submission_model(sub: Submission, verified_sha256: str | None) -> Model:
+    """The submission's model: its declared base model with its checkpoint applied (a control: the base).
+
+    ``verified_sha256`` is what :func:`memora_bench.models.loading.verify_submission` computed from the files:
+    the model's fingerprint, and so every cache key of its work, derives from it, never from the manifest."""
     from memora_bench.models.loading import load_submission_pipeline
 
     ck = sub.checkpoint
+    if (ck is None) != (verified_sha256 is None):
+        raise ValueError(f"submission {sub.name}: a checkpoint needs its verified sha256, a control has none")
     fingerprint = {
         "base": sub.base_model.id, "revision": sub.base_model.revision,
-        "checkpoint": None if ck is None else {"sha256": ck.sha256, "component": ck.component},
+        "checkpoint": None if ck is None else {"sha256": verified_sha256, "component": ck.component},
     }
     return Model(fingerprint, lambda: load_submission_pipeline(sub, sub.base_model))
 
@@ -171,8 +172,10 @@ class Unit:
     counters: dict = field(default_factory=lambda: {"images_generated": 0, "images_cached": 0})
 
     def __post_init__(self):
-        if self.model is None:
-            self.model = submission_model(self.submission)
+        if self.model is None:  # on a Ray worker too: each machine checks the files it reads
+            from memora_bench.models.loading import verify_submission
+
+            self.model = submission_model(self.submission, verify_submission(self.submission))
 
     @property
     def model_fingerprint(self) -> dict:
@@ -215,7 +218,7 @@ class Unit:
 
         ``model`` defaults to the submission's model; ``steps`` and ``per_prompt`` override the task's.
         """
-        from memora_bench.models.generate import GenerationConfig, generate
+        from memora_bench.models.generate import GenerationConfig
 
         model = model or self.model
         g = self.task.generation
@@ -238,15 +241,32 @@ class Unit:
             config = GenerationConfig(g.scheduler, steps, guidance, g.height, g.width)
             pipe = model.pipeline(self.timer)
             for i in range(0, len(recs), 64):  # write to the cache every chunk: a kill loses at most one chunk
-                chunk = recs[i : i + 64]
-                with self.timer(f"generate_{stage}"):
-                    out = generate(pipe, [r["row"].prompt for r in chunk], [r["seed"] for r in chunk], config,
-                                   progress=self.progress)
-                for rec, img in zip(chunk, out):
-                    self.cache.put_image(rec["image_key"], img)
-                    rec["image"] = img
-                self.count("images_generated", len(chunk))
+                self._generate_chunk(pipe, recs[i : i + 64], config, stage)
         return records
+
+    def _generate_chunk(self, pipe, chunk: list[dict], config, stage: str) -> None:
+        """Generate and cache the images of ``chunk``, under the chunk's lock: a second run on the same cache
+        that wants the same images waits, then reads them (generation is batch-invariant, so an image made
+        in a smaller chunk is the same image)."""
+        from memora_bench.models.generate import generate
+
+        with self.cache.lock(cache_key(sorted(r["image_key"] for r in chunk))):
+            if self.overwrite != "always":
+                for rec in chunk:
+                    img = self.cache.get_image(rec["image_key"])
+                    if img is not None:
+                        rec["image"] = img
+                self.count("images_cached", sum("image" in r for r in chunk))
+                chunk = [r for r in chunk if "image" not in r]
+            if not chunk:
+                return
+            with self.timer(f"generate_{stage}"):
+                out = generate(pipe, [r["row"].prompt for r in chunk], [r["seed"] for r in chunk], config,
+                               progress=self.progress)
+            for rec, img in zip(chunk, out):
+                self.cache.put_image(rec["image_key"], img)
+                rec["image"] = img
+        self.count("images_generated", len(chunk))
 
     # --- judging ----------------------------------------------------------------------------------------
     def classifier_for(self, label: str):
@@ -274,14 +294,6 @@ class Unit:
                     rec["scores"] = describe(s) if describe else {n: round(float(v), 6) for n, v in zip(names, s)}
                     rec["hit"] = bool(h)
         return records
-
-
-def load_probe(name: str) -> Callable:
-    return getattr(load_probe_module(name), PROBES[name].split(":")[1])
-
-
-def load_probe_module(name: str):
-    return importlib.import_module(PROBES[name].split(":")[0])
 
 
 def hits_by_prompt(records: list[dict]) -> list[np.ndarray]:
@@ -362,9 +374,8 @@ def part_shards(suite: Suite) -> dict[str, list[list[str]]]:
     one shard per attack seed. The probe's part then assembles its result from the cache."""
     out = {}
     for p in suite.probes:
-        shards = getattr(load_probe_module(p.name), "shards", None)
-        if shards is not None:
-            names = [f"{p.name}{SHARD_SEP}{s}" for s in shards(dict(p.params))]
+        if PROBES[p.name].shardable:
+            names = [f"{p.name}{SHARD_SEP}{s}" for s in probe_module(p.name).shards(dict(p.params))]
             out[p.name] = [names[:1], names[1:]]
     return out
 
@@ -378,7 +389,7 @@ def run_part(unit: Unit, part: str) -> PartOutcome:
     if SHARD_SEP in part:
         probe, shard = part.split(SHARD_SEP, 1)
         params = {p.name: p.params for p in unit.suite.probes}[probe]
-        load_probe_module(probe).prefetch(unit, dict(params), shard)
+        probe_module(probe).prefetch(unit, dict(params), shard)
         result, lines = {}, []
     elif part == UTILITY:
         result, lines = utility.run(unit)
@@ -477,6 +488,7 @@ class EvalReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (submission, task, error)
+    refused: list[tuple[str, list[str]]] = field(default_factory=list)  # (submission, problems): bad input
     reused: list[tuple[str, str, list[str], str]] = field(default_factory=list)  # (submission, task, parts, why not all)
 
 
@@ -492,9 +504,18 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
     """
     from memora_bench.results import result_paths
 
+    from memora_bench.models.loading import CheckpointError, verify_submission
+
     report = EvalReport()
+    cache.sweep_stale_tmp()
     jobs: list[tuple[Submission, Task]] = []
+    verified: dict[str, str | None] = {}
     for sub in submissions:
+        try:  # before anything cached is reused for it
+            verified[sub.name] = verify_submission(sub)
+        except CheckpointError as err:
+            report.refused.append((sub.name, err.problems))
+            continue
         if not any(applies(sub, task) for task in tasks):
             report.failed.append((sub.name, "-", f"none of the suite's tasks ({', '.join(t.name for t in tasks)}) "
                                   f"applies: the submission declares {list(sub.tasks)}"))
@@ -525,7 +546,7 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
     if executor != "local":
         raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
     for sub, task in jobs:
-        unit = Unit(suite, task, sub, cache, overwrite, progress)
+        unit = Unit(suite, task, sub, cache, overwrite, progress, model=submission_model(sub, verified[sub.name]))
         try:
             path, parts, why = run_unit(unit, out, reuser)
             report.written.append(path)

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
+from memora_bench.probes.registry import PROBES, ParamError, parse_params
+
 CONCEPT_KINDS = ("object", "style", "nudity")
 COMPONENTS = ("unet", "text_encoder", "pipeline", "lora", "spm", "unet-delta8", "text_encoder-delta8")
 SCHEDULERS = ("ddim", "lms")
-# The keys of memora_bench.runner.PROBES (a test checks that they agree).
-PROBES = ("plain", "memora", "unlearndiffatk", "ringabell", "concept_inversion")
 OVERWRITE = ("never", "missing", "always")
 PROMPT_COLUMNS = ("id", "prompt", "seed", "guidance", "concept")
 
@@ -167,8 +167,65 @@ class PromptRow:
 # --- strict building ----------------------------------------------------------------------------------------
 
 def _suggest(key: str, allowed) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1)
+    close = difflib.get_close_matches(key[:200], list(allowed), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message never echoes an unbounded value."""
+    text = repr(value) if len(repr(value)) <= limit else repr(value)[:limit] + "..."
+    return text
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # a folder name, a file name and an HTML id can all hold it
+
+
+def bad_name(name: str) -> str:
+    """Why ``name`` cannot name a submission, task or suite ('' if it can)."""
+    import re
+
+    if re.fullmatch(NAME_PATTERN, name):
+        return ""
+    return (f"{short(name)} is not a valid name: letters, digits, '.', '_' and '-' only, starting with a letter "
+            f"or digit, at most 100 characters")
+
+
+def invisible_characters(text: str) -> list[str]:
+    """Format and control characters (bidi overrides, zero-width joiners, ...) that make a text display as
+    another; newlines and tabs are allowed."""
+    import unicodedata
+
+    return sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cf", "Cc") and c not in "\n\t"})
+
+
+MAX_SPEC_BYTES = 1 << 20  # a card, suite or manifest is a screenful; a bigger file is refused unread
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``: a few lines of them expand to gigabytes) and without duplicate keys
+    (PyYAML keeps the last one silently)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.constructor.ConstructorError(None, None, "aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {short(key)}",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse a spec's YAML strictly (no aliases, no duplicate keys); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 class _Reader:
@@ -184,7 +241,7 @@ class _Reader:
         prefix = f"{field_name}." if field_name else ""
         for key in data:
             if key not in allowed:
-                self.problems.append(f"{self.where}: unknown key '{prefix}{key}'{_suggest(str(key), allowed)}")
+                self.problems.append(f"{self.where}: unknown key '{prefix}{str(key)[:80]}'{_suggest(str(key), allowed)}")
         for key in sorted(required - set(data)):
             self.problems.append(f"{self.where}: missing required key '{prefix}{key}'")
         return data
@@ -198,10 +255,14 @@ class _Reader:
             value, ok = float(value), True
         if not ok:
             expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            self.problems.append(f"{self.where}: '{name}' must be {expected}, got {value!r}")
+            self.problems.append(f"{self.where}: '{name}' must be {expected}, got {short(value)}")
+            return default
+        if isinstance(value, str) and invisible_characters(value):
+            self.problems.append(f"{self.where}: '{name}' contains invisible or control characters "
+                                 f"({', '.join(invisible_characters(value)[:5])})")
             return default
         if choices is not None and value not in choices:
-            self.problems.append(f"{self.where}: '{name}' is {value!r}; expected one of {list(choices)}"
+            self.problems.append(f"{self.where}: '{name}' is {short(value)}; expected one of {list(choices)}"
                                  f"{_suggest(str(value), choices)}")
             return default
         return value
@@ -225,15 +286,39 @@ def _required(cls) -> set[str]:
 
 def _read_yaml(path: Path, problems: list[str]) -> Any:
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            problems.append(f"{path}: larger than {MAX_SPEC_BYTES // 1024} KiB; a spec file is refused unread")
+            return None
         text = path.read_text()
     except OSError as err:
         problems.append(f"{path}: cannot read ({err.strerror})")
         return None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        problems.append(f"{path}: not valid YAML ({str(err).splitlines()[0]})")
+    except UnicodeDecodeError:
+        problems.append(f"{path}: not UTF-8 text")
         return None
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as err:
+        problems.append(f"{path}: not valid YAML ({_yaml_reason(err)})")
+        return None
+
+
+def read_yaml_file(path: Path) -> Any:
+    """A YAML spec file's data, read strictly; raises :class:`SpecError`."""
+    problems: list[str] = []
+    data = _read_yaml(Path(path), problems)
+    if problems:
+        raise SpecError(problems)
+    return data
+
+
+def _yaml_reason(err: yaml.YAMLError) -> str:
+    """The problem and where it is, e.g. 'duplicate key 'name', line 3'."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem}, line {mark.line + 1} column {mark.column + 1}"
+    return str(err).splitlines()[0][:200]
 
 
 def _open(path: Path) -> tuple[Path, list[str], "_Reader", dict]:
@@ -364,6 +449,7 @@ def load_task(path: Path) -> Task:
         path=str(path),
         sha256=sha256_file(path) if path.exists() else "",
     )
+    problems += [f"{path}: 'name' {why}" for why in [bad_name(task.name)] if why and "name" in m]
     if task.name and task.name != path.stem:
         problems.append(f"{path}: 'name' is {task.name!r} but the file is named {path.stem!r}")
     labels = {c.label for c in concepts}
@@ -489,14 +575,14 @@ def load_suite(path: Path) -> Suite:
         raw = {}
     for name, params in raw.items():
         if name not in PROBES:
-            problems.append(f"{path}: unknown probe '{name}'{_suggest(str(name), PROBES)}")
+            problems.append(f"{path}: unknown probe '{str(name)[:60]}'{_suggest(str(name), PROBES)}")
             continue
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            problems.append(f"{path}: parameters of probe '{name}' must be a mapping")
+        try:
+            parse_params(name, params)
+        except ParamError as err:
+            problems += [f"{path}: probes.{name}: {p}" for p in err.problems]
             continue
-        probes.append(ProbeConfig(name, tuple(sorted(params.items()))))
+        probes.append(ProbeConfig(name, tuple(sorted((params or {}).items()))))
     confidence = r.get(m, "confidence", float, "confidence", 0.95)
     if not 0.5 < confidence < 1.0:
         problems.append(f"{path}: 'confidence' must be in (0.5, 1), got {confidence}")
@@ -512,6 +598,8 @@ def load_suite(path: Path) -> Suite:
         path=str(path),
         sha256=sha256_file(path) if path.exists() else "",
     )
+    problems += [f"{path}: 'name' {why}" for why in [bad_name(suite.name)] if why and "name" in m]
+    problems += [f"{path}: task {why}" for t in tasks for why in [bad_name(t)] if why]
     _positive(r, suite.version, "version")
     _positive(r, suite.bootstrap, "bootstrap")
     if problems:
@@ -553,6 +641,10 @@ def load_submission(path: Path) -> Submission:
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             problems.append(f"{path}: '{key}' must be a list of strings")
             return ()
+        for x in v:
+            if invisible_characters(x):
+                problems.append(f"{path}: '{key}' contains invisible or control characters "
+                                f"({', '.join(invisible_characters(x)[:5])})")
         return tuple(v)
 
     sub = Submission(
@@ -569,6 +661,8 @@ def load_submission(path: Path) -> Submission:
         path=str(path),
         sha256=sha256_file(path) if path.exists() else "",
     )
+    problems += [f"{path}: 'name' {why}" for why in [bad_name(sub.name)] if why and "name" in m]
+    problems += [f"{path}: tasks: {why}" for t in sub.tasks for why in [bad_name(t)] if why]
     if sub.name and sub.name != path.parent.name:
         problems.append(f"{path}: 'name' is {sub.name!r} but the folder is {path.parent.name!r}")
     if problems:

@@ -119,7 +119,7 @@ def test_evaluate_prints_the_memora_headline_per_concept(tmp_path):
 
     def table_of(result):
         path = write_result(tmp_path, result)
-        return _table(_summary(SimpleNamespace(written=[path], skipped=[], failed=[], reused=[])))
+        return _table(_summary(SimpleNamespace(written=[path], skipped=[], failed=[], refused=[], reused=[])))
 
     text = table_of(with_memora(make_result("uce-mini-seven", plain_k=6), [3, 12, 30], [0, 3, 3]))
     line = next(x for x in text.splitlines() if x.startswith("uce-mini-seven") and "seven:" in x)

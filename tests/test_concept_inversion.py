@@ -12,7 +12,7 @@ def test_templates_and_placeholder():
     assert "a handwritten {}" in ci.templates("object")
     pipe = tiny_pipeline()
     assert pipe.tokenizer.convert_ids_to_tokens([ci.placeholder_id(pipe.tokenizer)]) == ["sks</w>"]
-    with pytest.raises(ValueError, match="unknown concept-inversion parameter"):
+    with pytest.raises(ValueError, match="unknown Concept inversion parameter"):
         ci.parse_params({"stepz": 1})
 
 

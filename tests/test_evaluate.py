@@ -145,20 +145,47 @@ def test_bad_inputs_write_nothing(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
+def _submission_with(folder: Path, tensors: dict | None = None, raw: bytes | None = None) -> Path:
+    """A submission whose checkpoint is ``tensors`` (or ``raw`` bytes), with its true sha256 unless raw."""
+    from safetensors.torch import save_file
+
+    from memora_bench.specs import sha256_file
+
+    folder.mkdir()
+    if raw is not None:
+        (folder / "w.safetensors").write_bytes(raw)
+    else:
+        save_file(tensors, str(folder / "w.safetensors"))
+    sha = "0" * 64 if raw is not None else sha256_file(folder / "w.safetensors")
+    (folder / "submission.yaml").write_text(
+        f"name: {folder.name}\nmethod: x\nauthors: [me]\nreference: r\n"
+        "base_model: {id: world/base, revision: mini-world-v2}\nerased: [seven]\ntasks: [mini-seven-small]\n"
+        f"checkpoint: {{path: w.safetensors, sha256: '{sha}', component: unet}}\n")
+    return folder
+
+
 def test_one_failing_unit_does_not_stop_the_others(tmp_path):
-    sub = tmp_path / "broken"
-    sub.mkdir()
-    (sub / "w.safetensors").write_bytes(b"junk")
-    (sub / "submission.yaml").write_text(
-        "name: broken\nmethod: x\nauthors: [me]\nreference: r\nbase_model: {id: world/base, revision: mini-world-v2}\n"
-        "erased: [seven]\ntasks: [mini-seven-small]\n"
-        "checkpoint: {path: w.safetensors, sha256: '" + "0" * 64 + "', component: unet}\n")
+    import torch
+
+    # A well-formed file with its true hash, whose tensor the UNet does not have: it fails when applied.
+    sub = _submission_with(tmp_path / "broken", {"not_a_layer.weight": torch.zeros(3)})
     cache = tmp_path / "cache"
     res = run_cli("evaluate", sub, "original", "--suite", SMALL_SUITE, "--out", tmp_path / "out", "--cache-dir", cache)
     assert res.returncode == 1
-    assert "FAILED broken / mini-seven-small" in res.stdout and "sha256" in res.stdout
+    assert "FAILED broken / mini-seven-small" in res.stdout and "unexpected tensor 'not_a_layer.weight'" in res.stdout
     assert (tmp_path / "out" / "original" / "mini-seven-small.json").exists()
     assert not (tmp_path / "out" / "broken").exists()
+    shutil.rmtree(cache)
+
+
+def test_a_refused_checkpoint_is_bad_input_and_the_others_still_run(tmp_path):
+    sub = _submission_with(tmp_path / "junk", raw=b"junk")  # and a declared sha256 that is not its own
+    cache = tmp_path / "cache"
+    res = run_cli("evaluate", sub, "original", "--suite", SMALL_SUITE, "--out", tmp_path / "out", "--cache-dir", cache)
+    assert res.returncode == 2
+    assert "sha256 is" in res.stderr and "the manifest says " + "0" * 64 in res.stderr
+    assert (tmp_path / "out" / "original" / "mini-seven-small.json").exists()
+    assert not (tmp_path / "out" / "junk").exists()
     shutil.rmtree(cache)
 
 

@@ -41,13 +41,13 @@ def results(tmp_path):
     b = make_result("method-b", plain_k=5)
     b["probes"]["memora"] = memora_block(memory=0.9, label="STM")
     # an adversarial probe on one row: its column appears for the whole task, "–" where it did not run
-    plain = b["probes"]["plain"]["rates"]
+    attacked = make_result("method-b", plain_k=27)["probes"]["plain"]["rates"]
     b["probes"]["unlearndiffatk"] = {"params": {"k": 3}, "cost": {"images": 60, "model_evaluations": 9000},
-                                     "rates": {**plain, "all": {**plain["all"], "k": 27, "rate": 27 / 60}}}
+                                     "rates": {**b["probes"]["plain"]["rates"], "all": attacked["all"]}}
     orig = make_result("original", plain_k=50)
     orig["submission"]["control"] = True
-    evil = make_result(EVIL, plain_k=20)
-    evil["submission"]["method"] = "<b>bold</b> & <img src=x onerror=alert(2)>"
+    evil = make_result("evil", plain_k=20)  # names are plain (the schema's character set); free text is not
+    evil["submission"]["method"] = EVIL + " <b>bold</b> & <img src=x onerror=alert(2)>"
     evil["submission"]["erased"] = [EVIL]
     for r in (a, b, orig, evil):
         write_result(folder, r)
@@ -62,7 +62,7 @@ def test_rows_hold_the_result_numbers_and_controls_come_last(results, tmp_path):
     data = json.loads((out / "leaderboard.json").read_text())["rows"]
     seven = [r for r in data if r["task"] == "mini-seven"]
     # methods ordered by memory index (lower first), then plain rate; controls last
-    assert [r["submission"] for r in seven] == ["method-a", "method-b", EVIL, "original"]
+    assert [r["submission"] for r in seven] == ["method-a", "method-b", "evil", "original"]
     files = {r: json.loads((results / r / "mini-seven.json").read_text()) for r in ("method-a", "original")}
     for row in seven:
         if row["submission"] in files:
@@ -84,7 +84,7 @@ def test_rows_hold_the_result_numbers_and_controls_come_last(results, tmp_path):
 def test_html_in_names_and_manifests_is_rendered_as_text(results, tmp_path):
     out = tmp_path / "site"
     build_site([results], out)
-    pages = [out / "index.html", out / "submissions" / f"{slug(EVIL)}.html"]
+    pages = [out / "index.html", out / "submissions" / f"{slug('evil')}.html"]
     for page in pages:
         html = page.read_text()
         assert "<script>alert(1)</script>" not in html and "onerror=alert(2)>" not in html
@@ -107,7 +107,7 @@ def test_bad_inputs_are_named(results, tmp_path):
     with pytest.raises(LeaderboardError) as info:
         build_site([results, tmp_path / "missing"], tmp_path / "site")
     text = str(info.value)
-    assert "broken.json: not a valid result file" in text and "other.json: not a valid result file" in text
+    assert "broken.json: not a JSON result file" in text and "other.json: not a valid result file" in text
     assert "missing: no such file or folder" in text
     dup = tmp_path / "dup"
     write_result(dup, make_result("method-a"))

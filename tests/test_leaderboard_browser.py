@@ -118,7 +118,7 @@ def test_clicking_a_header_sorts_the_rows(browser, site):
 
 
 def test_html_in_every_text_field_renders_as_text(browser, site):
-    for path in (site / "index.html", site / "submissions" / f"{slug(EVIL)}.html"):
+    for path in (site / "index.html", site / "submissions" / f"{slug('evil')}.html"):
         page, events = open_page(browser, path)
         assert not events["dialogs"], events["dialogs"]
         assert page.locator("script").count() == 1  # only the site's own script

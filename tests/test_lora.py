@@ -87,7 +87,7 @@ def test_memora_params_are_strict_and_checked():
     from memora_bench.probes.memora import parse_params
 
     assert parse_params({"budgets": [0, 5], "attack_seeds": [1]}).budgets == (0, 5)
-    with pytest.raises(ValueError, match=r"unknown MemoRa parameter\(s\) \['budget'\]"):
+    with pytest.raises(ValueError, match=r"unknown MemoRa parameter 'budget' \(did you mean 'budgets'\?\)"):
         parse_params({"budget": [0, 5]})
     with pytest.raises(ValueError, match="budgets must be increasing and start at 0"):
         parse_params({"budgets": [5, 0]})

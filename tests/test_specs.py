@@ -171,10 +171,14 @@ def test_shipped_prompt_hashes_match_cards():
     assert shipped == 6  # the three miniature tasks' attack and retain sets
 
 
-def test_probe_names_agree_between_specs_and_runner():
-    from memora_bench import runner, specs
+def test_every_probe_module_is_registered_once_and_runs():
+    from memora_bench.paths import repo_root
+    from memora_bench.probes.registry import PROBES, load_probe
 
-    assert set(specs.PROBES) == set(runner.PROBES)
+    modules = {p.stem for p in (repo_root() / "memora_bench" / "probes").glob("*.py")} - {"__init__", "registry"}
+    assert {spec.module.rsplit(".", 1)[1] for spec in PROBES.values()} == modules
+    for name in PROBES:
+        assert callable(load_probe(name))
 
 
 def test_result_schema_accepts_every_component_a_submission_may_declare():

@@ -25,7 +25,7 @@ class LeaderboardError(ValueError):
 
 def load_all(paths: list[Path]) -> dict[tuple[str, str], tuple[dict, Path]]:
     """(submission, task) -> (result, its file), from result files or folders searched recursively."""
-    from memora_bench.results import load_result
+    from memora_bench.results import ResultError, load_result
 
     out, problems = {}, []
     for path in map(Path, paths):
@@ -35,8 +35,8 @@ def load_all(paths: list[Path]) -> dict[tuple[str, str], tuple[dict, Path]]:
         for f in [path] if path.is_file() else sorted(path.rglob("*.json")):
             try:
                 data = load_result(f)
-            except Exception as err:  # JSON or schema errors: name the file, keep going
-                problems.append(f"{f}: not a valid result file ({str(err).splitlines()[0][:200]})")
+            except ResultError as err:  # JSON, schema or semantic errors, naming the file: keep going
+                problems.append(str(err).splitlines()[0][:400])
                 continue
             key = (data["submission"]["name"], data["task"]["name"])
             if key in out:
@@ -106,18 +106,25 @@ def curve_svg(concept: str, entry: dict, budgets: list[int]) -> dict:
 # --- image strips -------------------------------------------------------------------------------------------------
 
 def _lines(result: dict, path: Path) -> list[dict]:
-    f = path.parent / result.get("images_file", "")
-    if not result.get("images_file") or not f.exists():
-        return []
-    return [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+    from memora_bench.results import ResultError, load_image_lines
+
+    try:  # every line's image_key is checked to be a cache key: it names files we read and write
+        return load_image_lines(result, path)
+    except ResultError as err:
+        raise LeaderboardError([str(err)]) from None
 
 
 def _copy_image(key: str, cache, out: Path) -> str | None:
-    """The image's site path, copied from the cache; None if the cache does not have it."""
+    """The image's site path, copied from the cache; None if the cache does not have it. ``key`` is a
+    validated cache key, so the copy reads only inside the cache and writes only under ``out/img``."""
+    from memora_bench.cache import is_key
+
     if cache is None:
         return None
+    if not is_key(key):
+        raise LeaderboardError([f"image_key {key[:80]!r} is not a cache key"])
     src = cache.path("images", key, ".png")
-    if not src.exists():
+    if not src.exists() or src.is_symlink():
         return None
     dst = out / "img" / f"{key}.png"
     if not dst.exists():
@@ -213,24 +220,10 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> d
         for (s, task), (data, path) in sorted(results.items()):
             if s != sub:
                 continue
-            table = next(t for t in tables if t.task == task)
-            row = next(r for r in table.rows if r.submission == sub)
-            memora = data["probes"].get("memora")
-            curves = [curve_svg(name, entry, list(memora["params"]["budgets"]))
-                      for name, entry in memora["concepts"].items()] if memora else []
-            sections.append({
-                "task": task, "table": table, "row": row, "curves": curves,
-                "strips": strips(data, path, _original_for(results, task, data["base_model"]), cache, out),
-                "nudity": any(c.get("kind") == "nudity" for c in data["task"]["concepts"]),
-                "probes": [{"name": p, "params": _kv(r.get("params") or {}),
-                            "concepts": [(c, rate_cell(rt, "", c)) for c, rt in r.get("rates", {}).items()]}
-                           for p, r in data["probes"].items()],
-                "provenance": _kv({"suite": data["suite"], "task": {k: v for k, v in data["task"].items()
-                                                                    if k != "concepts"},
-                                   "base_model": data["base_model"], "environment": data["environment"],
-                                   "created": data.get("created", ""), "result_file": str(path)}),
-                "timing": sorted((data.get("timing") or {}).get("stages", {}).items()),
-            })
+            try:
+                sections.append(_section(task, data, path, tables, sub, results, cache, out))
+            except (KeyError, TypeError, ValueError, IndexError, StopIteration) as err:
+                raise LeaderboardError([f"{path}: cannot be shown ({type(err).__name__}: {str(err)[:160]})"]) from None
         manifest = _kv(next(data for (s, _), (data, _) in results.items() if s == sub)["submission"])
         _write(out / page_of[sub], env.get_template("submission.html").render(
             name=sub, sections=sections, manifest=manifest, version=__version__, root="../"))
@@ -239,8 +232,38 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> d
     return {"out": str(out), "tables": len(tables), "pages": pages, "results": len(results), "images": images}
 
 
+def _section(task: str, data: dict, path: Path, tables, sub: str, results, cache, out: Path) -> dict:
+    """One task's section of a submission's page."""
+    table = next(t for t in tables if t.task == task)
+    row = next(r for r in table.rows if r.submission == sub)
+    memora = data["probes"].get("memora")
+    curves = [curve_svg(name, entry, list(memora["params"]["budgets"]))
+              for name, entry in memora["concepts"].items()] if memora else []
+    return {
+        "task": task, "table": table, "row": row, "curves": curves,
+        "strips": strips(data, path, _original_for(results, task, data["base_model"]), cache, out),
+        "nudity": any(c.get("kind") == "nudity" for c in data["task"]["concepts"]),
+        "probes": [{"name": p, "params": _kv(r.get("params") or {}),
+                    "concepts": [(c, rate_cell(rt, "", c)) for c, rt in r.get("rates", {}).items()]}
+                   for p, r in data["probes"].items()],
+        "provenance": _kv({"suite": data["suite"], "task": {k: v for k, v in data["task"].items()
+                                                            if k != "concepts"},
+                           "base_model": data["base_model"], "environment": data["environment"],
+                           "created": data.get("created", ""), "result_file": str(path)}),
+        "timing": sorted((data.get("timing") or {}).get("stages", {}).items()),
+    }
+
+
 def _nudity_tasks(results) -> list[str]:
     return sorted({t for (_, t), (d, _) in results.items() if any(c.get("kind") == "nudity" for c in d["task"]["concepts"])})
+
+
+def spreadsheet_safe(value):
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (or a tab or carriage return) gets
+    a leading apostrophe (OWASP's advice against CSV injection); numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def _csv(records: list[dict]) -> str:
@@ -250,7 +273,7 @@ def _csv(records: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
-    w.writerows(records)
+    w.writerows({k: spreadsheet_safe(v) for k, v in r.items()} for r in records)
     return buf.getvalue()
 
 

@@ -137,10 +137,19 @@ def sample_latents(pipe, cond: torch.Tensor, uncond: torch.Tensor, latents: torc
     return latents
 
 
+class NonFiniteError(RuntimeError):
+    """Generation produced NaN or infinity: the model is broken, and a clamped image would hide it."""
+
+
 @torch.inference_mode()
 def decode(pipe, latents: torch.Tensor) -> np.ndarray:
-    """Latents to uint8 RGB images (N, H, W, 3)."""
+    """Latents to uint8 RGB images (N, H, W, 3); non-finite values are an error, never a black image."""
+    if not torch.isfinite(latents).all():
+        raise NonFiniteError("the model produced NaN or infinite latents (its weights or the sampler diverged); "
+                             "no image is cached or judged")
     images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+    if not torch.isfinite(images).all():
+        raise NonFiniteError("the VAE decoded NaN or infinite pixels; no image is cached or judged")
     images = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
     return (images * 255).round().astype(np.uint8)
 

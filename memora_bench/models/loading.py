@@ -164,6 +164,11 @@ def verify_checkpoint_file(submission: Submission) -> Path:
     if path.is_symlink() or any(p.is_symlink() for p in path.parents if p != p.parent and
                                 Path(submission.path).parent in p.parents):
         problems.append(f"{path}: symlinks are not accepted inside a submission")
+    if path.is_dir():
+        problems += [f"{p}: symlinks are not accepted inside a submission" for p in sorted(path.rglob("*"))
+                     if p.is_symlink()]
+        if problems:  # never hash or read what a link inside the folder points at
+            raise CheckpointError(problems)
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     if sum(p.stat().st_size for p in files) > MAX_CHECKPOINT_BYTES:  # refused before hashing gigabytes
         raise CheckpointError(problems + [f"{path}: larger than the {MAX_CHECKPOINT_BYTES // 1024**3} GiB limit"])
@@ -173,6 +178,31 @@ def verify_checkpoint_file(submission: Submission) -> Path:
     if problems:
         raise CheckpointError(problems)
     return path
+
+
+def verify_submission(submission: Submission) -> str | None:
+    """The sha256 of the submission's checkpoint, computed from its files, after checking every file: inside
+    the folder, no symlink, within the size limit, the declared sha256, every weight file readable without
+    running code and finite. None for a control (no checkpoint).
+
+    Run before any cached work is reused for a submission: cache keys derive from the digest this returns,
+    never from the manifest's word, so a warm cache cannot vouch for a file it never saw."""
+    if submission.checkpoint is None:
+        return None
+    path = verify_checkpoint_file(submission)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    problems = []
+    for f in files:
+        try:
+            sd = read_state_dict(f)
+        except CheckpointError as err:
+            problems += err.problems
+            continue
+        problems += [f"{f}: {key!r} contains NaN or Inf" for key, t in sorted(sd.items())
+                     if t.is_floating_point() and not torch.isfinite(t).all()]
+    if problems:
+        raise CheckpointError(problems)
+    return submission.checkpoint.sha256  # equal to the files' digest: verify_checkpoint_file checked it
 
 
 def folder_sha256(folder: Path) -> str:

@@ -21,36 +21,23 @@ symbol); ``steps`` is pinned by the suite (the reference trains 5,000 steps on S
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from memora_bench.probes.registry import ConceptInversionParams, parse_params as parse
+
 CODE_VERSION = 1
 PLACEHOLDER = "sks"
 
 
-@dataclass(frozen=True)
-class InversionParams:
-    images: int = 25
-    image_seed: int = 950_000
-    steps: int = 5000
-    batch_size: int = 4
-    accumulation: int = 4
-    lr: float = 5e-3  # scaled by batch_size * accumulation, as --scale_lr
-    eval_images: int = 20
-    seed: int = 0
+InversionParams = ConceptInversionParams
 
 
 def parse_params(raw: dict) -> InversionParams:
-    from memora_bench.probes import check_param_names
-
-    check_param_names(InversionParams, raw, "concept-inversion")
-    p = InversionParams(**raw)
-    if min(p.images, p.steps, p.batch_size, p.accumulation, p.eval_images) < 1:
-        raise ValueError("images, steps, batch_size, accumulation and eval_images must be >= 1")
-    return p
+    """Strict: unknown keys, wrong types and out-of-range values are errors (:mod:`memora_bench.probes.registry`)."""
+    return parse("concept_inversion", raw)
 
 
 def templates(kind: str) -> list[str]:
@@ -143,16 +130,8 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
                          "sources": [o["image_key"] for o in originals], "kind": concept.kind, "params": p.__dict__})
         learnt = unit.cache.get_tensors(key)
         if learnt is None:
-            pipe = unit.pipeline()
-            x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
-            with torch.inference_mode():
-                post = pipe.vae.encode(x).latent_dist
-                sf = pipe.vae.config.scaling_factor
-                mean, std = (post.mean * sf).clone(), (post.std * sf).clone()
-            with unit.timer("concept_inversion_train"):
-                row = learn_embedding(pipe, mean, std, concept.kind, p, unit.progress)
-            learnt = {"embedding": row}
-            unit.cache.put_tensors(key, learnt)
+            with unit.cache.lock(key):  # another run learning the same embedding: wait for it
+                learnt = unit.cache.get_tensors(key) or _learn(unit, originals, concept, p, key)
         model = Model({**unit.model.fingerprint, "concept_inversion": key},
                       lambda row=learnt["embedding"]: with_embedding(unit.pipeline(), row))
         caps = [t.format(PLACEHOLDER) for t in templates(concept.kind)]
@@ -170,3 +149,18 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
                        "model_evaluations": p.steps * p.accumulation * len(unit.task.concepts)
                        + (len(records) + p.images * len(unit.task.concepts)) * unit.task.generation.steps * 2}}
     return result, image_lines(records, "concept_inversion", "concept_inversion")
+
+
+def _learn(unit, originals: list[dict], concept, p, key: str) -> dict:
+    """Textual inversion of ``concept`` from the original model's images, against the submission; cached."""
+    pipe = unit.pipeline()
+    x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
+    with torch.inference_mode():
+        post = pipe.vae.encode(x).latent_dist
+        sf = pipe.vae.config.scaling_factor
+        mean, std = (post.mean * sf).clone(), (post.std * sf).clone()
+    with unit.timer("concept_inversion_train"):
+        row = learn_embedding(pipe, mean, std, concept.kind, p, unit.progress)
+    learnt = {"embedding": row}
+    unit.cache.put_tensors(key, learnt)
+    return learnt

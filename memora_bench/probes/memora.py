@@ -25,59 +25,22 @@ Every stage is cached by everything that determines it.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from memora_bench.cache import cache_key
+from memora_bench.probes import registry
+from memora_bench.probes.registry import MemoraParams
 
 CODE_VERSION = 4  # 2: inversion and re-denoising in micro-batches of 16; 3: a LoRA step's micro-batches in one
 # pass; 4: on CPU training images and every LoRA run on one thread each (side by side), whatever the core count
 
 
-@dataclass(frozen=True)
-class MemoraParams:
-    seed_pairs: tuple[tuple[int, int], ...] = ((1805, 2821), (1405, 2421), (1705, 2721))
-    interpolation: int = 10
-    steps: int = 50
-    guidance: float = 7.5
-    start_step: int = 15
-    rank: int = 4
-    alpha: int = 4
-    lr: float = 1e-4
-    accumulation: int = 4
-    max_grad_norm: float = 1.0
-    budgets: tuple[int, ...] = (0, 5, 10, 25, 50, 100, 200, 400)
-    attack_seeds: tuple[int, ...] = (0, 1, 2)
-    eval_prompts: int = 20
-    auto_weights: tuple[float, ...] = ()
-    headline_budgets: tuple[int, ...] = ()  # the budgets the leaderboard shows (default: the largest)
-    stm_above: float = 0.5
-    ltm_below: float = 0.15
-
-
 def parse_params(raw: dict) -> MemoraParams:
-    """Strict: unknown keys and malformed values are errors."""
-    from memora_bench.probes import check_param_names
-
-    check_param_names(MemoraParams, raw, "MemoRa")
-    kw = dict(raw)
-    for key in ("budgets", "attack_seeds", "auto_weights", "headline_budgets"):
-        if key in kw:
-            kw[key] = tuple(kw[key])
-    if "seed_pairs" in kw:
-        kw["seed_pairs"] = tuple(tuple(int(s) for s in pair) for pair in kw["seed_pairs"])
-    p = MemoraParams(**kw)
-    if list(p.budgets) != sorted(set(p.budgets)) or p.budgets[0] != 0:
-        raise ValueError(f"budgets must be increasing and start at 0, got {list(p.budgets)}")
-    if not set(p.headline_budgets) <= set(p.budgets):
-        raise ValueError(f"headline_budgets {list(p.headline_budgets)} must be among the budgets {list(p.budgets)}")
-    if not 0 <= p.start_step < p.steps:
-        raise ValueError(f"start_step must be in [0, steps), got {p.start_step}")
-    if any(len(pair) != 2 for pair in p.seed_pairs) or not p.attack_seeds or p.interpolation < 1:
-        raise ValueError("seed_pairs must be pairs, attack_seeds non-empty, interpolation >= 1")
-    return p
+    """Strict: unknown keys, wrong types and out-of-range values are errors (:mod:`memora_bench.probes.registry`)."""
+    return registry.parse_params("memora", raw)
 
 
 def _lora_params(p: MemoraParams):
@@ -106,9 +69,6 @@ def _original_images(unit, original, concept, rows, p: MemoraParams) -> tuple[li
 
 def training_images(unit, attacked, concept, originals: list[dict], p: MemoraParams) -> tuple[list[str], list]:
     """Stages 2-3: inversion by the attacked model, slerp, re-denoising; returns (cache keys, images)."""
-    from memora_bench.models.generate import encode_prompts
-    from memora_bench.models.inversion import denoise_from, invert, sampler, slerp
-
     k = p.interpolation
     base = {"stage": "memora_training_image", "code_version": CODE_VERSION, "model": attacked.fingerprint,
             "sources": [o["image_key"] for o in originals], "prompt": concept.prompt, "steps": p.steps,
@@ -118,6 +78,19 @@ def training_images(unit, attacked, concept, originals: list[dict], p: MemoraPar
     if all(img is not None for img in cached):
         unit.count("images_cached", len(keys))
         return keys, cached
+    with unit.cache.lock(keys[0]):  # another run making the same images: wait for them
+        cached = [unit.cache.get_image(key) for key in keys]
+        if all(img is not None for img in cached):
+            unit.count("images_cached", len(keys))
+            return keys, cached
+        return keys, _make_training_images(unit, attacked, concept, originals, keys, p)
+
+
+def _make_training_images(unit, attacked, concept, originals: list[dict], keys: list[str], p: MemoraParams) -> list:
+    from memora_bench.models.generate import encode_prompts
+    from memora_bench.models.inversion import denoise_from, invert, sampler, slerp
+
+    k = p.interpolation
     pipe = attacked.pipeline(unit.timer)
     with unit.timer("memora_inversion"):
         x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
@@ -137,15 +110,12 @@ def training_images(unit, attacked, concept, originals: list[dict], p: MemoraPar
     for key, img in zip(keys, images):
         unit.cache.put_image(key, img)
     unit.count("images_generated", len(keys))
-    return keys, list(images)
+    return list(images)
 
 
 def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: list, seed: int,
                      p: MemoraParams) -> dict[int, dict]:
     """Stage 4: LoRA states at every positive budget for one attack seed (one run, cached per budget)."""
-    from memora_bench.models import lora
-    from memora_bench.models.generate import encode_prompts
-
     positive = [b for b in p.budgets if b > 0]
     key_of = {b: cache_key({"stage": "memora_lora", "code_version": CODE_VERSION, "model": attacked.fingerprint,
                             "images": image_keys, "prompt": concept.prompt, "seed": seed, "budget": b,
@@ -153,6 +123,18 @@ def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: lis
     states = {b: unit.cache.get_tensors(key) for b, key in key_of.items()}
     if all(s is not None for s in states.values()):
         return {b: {"state": s, "key": key_of[b]} for b, s in states.items()}
+    with unit.cache.lock(key_of[max(positive)]):  # another run training the same adapter: wait for it
+        states = {b: unit.cache.get_tensors(key) for b, key in key_of.items()}
+        if any(s is None for s in states.values()):
+            _train_lora(unit, attacked, concept, images, seed, p, positive, key_of, states)
+    return {b: {"state": states[b], "key": key_of[b]} for b in positive}
+
+
+def _train_lora(unit, attacked, concept, images: list, seed: int, p: MemoraParams, positive: list[int],
+                key_of: dict, states: dict) -> None:
+    from memora_bench.models import lora
+    from memora_bench.models.generate import encode_prompts
+
     pipe = attacked.pipeline(unit.timer)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
     with torch.inference_mode():
@@ -176,7 +158,6 @@ def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: lis
     with unit.timer("memora_lora"):
         lora.train(unet, dict(pipe.scheduler.config), mean, std, context, _lora_params(p), positive, seed, save,
                    progress=unit.progress)
-    return {b: {"state": states[b], "key": key_of[b]} for b in positive}
 
 
 def recovered_model(unit, attacked, adapters: list[dict], p: MemoraParams, scale: float = 1.0):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-PARAMS: dict = {}  # the plain probe has no parameters
-
-
 def run(unit, params: dict) -> tuple[dict, list[dict]]:
     """Generate (or fetch) one image per (prompt, seed), judge it, and return (probe result, image lines)."""
     from memora_bench.runner import image_lines, rates_by_concept, task_prompts
 
-    if params:
-        raise ValueError(f"the plain probe takes no parameters, got {sorted(params)}")
+    from memora_bench.probes.registry import parse_params
+
+    parse_params("plain", params)  # it has none: any given is an error
     records = unit.judge(unit.images(task_prompts(unit.task, "attack_prompts"), "attack"), "attack")
     result = {
         "params": {},

@@ -177,10 +177,9 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
     from memora_bench.runner import image_lines, rates_by_concept
     from memora_bench.specs import read_prompts
 
-    pinned = dict(params.get("prompt_sha256") or {})
-    unknown = sorted(set(params) - {"prompt_sha256"})
-    if unknown:
-        raise ValueError(f"unknown Ring-A-Bell parameter(s) {unknown}; known: ['prompt_sha256']")
+    from memora_bench.probes.registry import parse_params
+
+    pinned = dict(parse_params("ringabell", params).prompt_sha256)
     if unit.task.name not in pinned:
         raise ValueError(f"the suite pins no Ring-A-Bell prompt file for task {unit.task.name!r} "
                          f"(prompt_sha256 has {sorted(pinned)}); build one with "

@@ -28,34 +28,21 @@ its token ids, we re-tokenise the decoded text so that every logged prompt repro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from memora_bench.probes.registry import UnlearnDiffAtkParams, parse_params as parse
+
 CODE_VERSION = 1
 
 
-@dataclass(frozen=True)
-class AttackParams:
-    k: int = 3  # the reference uses 5 for nudity, 3 for objects and styles
-    iterations: int = 40  # Adam steps per timestep
-    timesteps: int = 50  # t = T / n / 2 + j T / n, j < n
-    lr: float = 0.01
-    weight_decay: float = 0.1
-    prompts: int = 0  # attack the first N rows of each concept (0: all)
-    seed: int = 0
+AttackParams = UnlearnDiffAtkParams
 
 
 def parse_params(raw: dict) -> AttackParams:
-    from memora_bench.probes import check_param_names
-
-    check_param_names(AttackParams, raw, "UnlearnDiffAtk")
-    p = AttackParams(**raw)
-    if p.k < 1 or p.iterations < 1 or p.timesteps < 1 or p.prompts < 0:
-        raise ValueError("k, iterations and timesteps must be >= 1 and prompts >= 0")
-    return p
+    """Strict: unknown keys, wrong types and out-of-range values are errors (:mod:`memora_bench.probes.registry`)."""
+    return parse("unlearndiffatk", raw)
 
 
 def project_simplex(v: torch.Tensor) -> torch.Tensor:
@@ -175,28 +162,8 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
                      "generation": unit.task.generation.__dict__})
     outcome = unit.cache.get_json(key)
     if outcome is None:
-        todo = [i for i, rec in enumerate(first) if not rec["hit"]]
-        outcome = [{"success": True, "steps": 0, "prompt": rows[i].prompt, "candidates": 0} for i in range(len(rows))]
-        if todo:
-            targets = unit.images([rows[i] for i in todo], "unlearndiffatk_target", model=original)
-            pipe = unit.pipeline()
-            with torch.inference_mode():
-                x = torch.from_numpy(np.stack([r["image"] for r in targets])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
-                x0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
-            x0 = x0.clone()
-            gens = [torch.Generator().manual_seed(int(cache_key([p.seed, rows[i].id, rows[i].seed])[:12], 16))
-                    for i in todo]
-
-            def judge(texts, active):
-                cand = [PromptRow(f"{rows[todo[j]].id}-adv", text, rows[todo[j]].seed, rows[todo[j]].guidance,
-                                  rows[todo[j]].concept) for j, text in zip(active, texts)]
-                return [r["hit"] for r in unit.judge(unit.images(cand, "unlearndiffatk"), "unlearndiffatk")]
-
-            with unit.timer("unlearndiffatk_attack"):
-                state = attack(pipe, x0, [rows[i].prompt for i in todo], gens, p, judge, unit.progress)
-            for j, i in enumerate(todo):
-                outcome[i] = state[j]
-        unit.cache.put_json(key, outcome)
+        with unit.cache.lock(key):  # another run attacking the same prompts: wait for its outcome
+            outcome = unit.cache.get_json(key) or _attack(unit, rows, first, original, p, key)
     final_rows = [PromptRow(f"{r.id}-adv" if o["steps"] else r.id, o["prompt"], r.seed, r.guidance, r.concept)
                   for r, o in zip(rows, outcome)]
     records = unit.judge(unit.images(final_rows, "unlearndiffatk"), "unlearndiffatk")
@@ -217,3 +184,33 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
     }
     lines = image_lines(records, "unlearndiffatk", "attack")
     return result, lines
+
+
+def _attack(unit, rows, first: list[dict], original, p, key: str) -> list[dict]:
+    """The attack on every prompt that its plain image did not already recover; cached under ``key``."""
+    from memora_bench.cache import cache_key
+    from memora_bench.specs import PromptRow
+
+    todo = [i for i, rec in enumerate(first) if not rec["hit"]]
+    outcome = [{"success": True, "steps": 0, "prompt": rows[i].prompt, "candidates": 0} for i in range(len(rows))]
+    if todo:
+        targets = unit.images([rows[i] for i in todo], "unlearndiffatk_target", model=original)
+        pipe = unit.pipeline()
+        with torch.inference_mode():
+            x = torch.from_numpy(np.stack([r["image"] for r in targets])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
+            x0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+        x0 = x0.clone()
+        gens = [torch.Generator().manual_seed(int(cache_key([p.seed, rows[i].id, rows[i].seed])[:12], 16))
+                for i in todo]
+
+        def judge(texts, active):
+            cand = [PromptRow(f"{rows[todo[j]].id}-adv", text, rows[todo[j]].seed, rows[todo[j]].guidance,
+                              rows[todo[j]].concept) for j, text in zip(active, texts)]
+            return [r["hit"] for r in unit.judge(unit.images(cand, "unlearndiffatk"), "unlearndiffatk")]
+
+        with unit.timer("unlearndiffatk_attack"):
+            state = attack(pipe, x0, [rows[i].prompt for i in todo], gens, p, judge, unit.progress)
+        for j, i in enumerate(todo):
+            outcome[i] = state[j]
+    unit.cache.put_json(key, outcome)
+    return outcome
