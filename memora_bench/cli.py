@@ -1,4 +1,5 @@
-"""The ``memora-bench`` command. Heavy imports live inside the handlers so that ``--help`` is instant.
+"""The ``memora-bench`` command: the parser, and a registry of subcommand handlers imported only when one
+runs (STYLE.md 6), so that ``--help`` is instant and ``compare`` or ``leaderboard`` never load torch.
 
 Exit codes: 0 success; 1 the command ran and found a failure (an evaluation error, a regression);
 2 bad input (unknown file, invalid card or manifest, bad arguments), or an unexpected error (one line naming
@@ -8,9 +9,23 @@ the command's inputs, never a traceback that a CI job would read as "regressed")
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+from memora_bench.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK  # noqa: F401 (re-exported)
+from memora_bench.paths import default_cache_dir
+
+# subcommand -> "module:handler"; a handler takes the parsed arguments and returns the exit code
+COMMANDS = {
+    "evaluate": "memora_bench.commands:evaluate",
+    "validate": "memora_bench.commands:validate",
+    "ls": "memora_bench.commands:ls",
+    "ringabell": "memora_bench.commands:ringabell",
+    "compare": "memora_bench.compare:main",
+    "leaderboard": "memora_bench.leaderboard.build:main",
+    "world": "memora_bench.world.commands:run",
+    "baselines": "memora_bench.unlearning.commands:run",
+}
 
 
 def build_cli() -> argparse.ArgumentParser:
@@ -70,6 +85,13 @@ def build_cli() -> argparse.ArgumentParser:
                            "versions (refused by default: exit 2)")
     cmp_.add_argument("--json", action="store_true")
 
+    rab = sub.add_parser("ringabell", help="build a task's Ring-A-Bell prompt file from its original model "
+                                           "(resumable; the shipped files used the defaults)")
+    rab.add_argument("task", help="task name or card path")
+    rab.add_argument("--generations", type=int, default=3000, help="genetic search generations (default 3000)")
+    rab.add_argument("--prompts", type=int, default=10, help="base prompts per concept (default 10)")
+    rab.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the shipped files)")
+
     ls = sub.add_parser("ls", help="list tasks, probes, submissions or suites")
     ls.add_argument("what", choices=["tasks", "probes", "submissions", "suites"])
     ls.add_argument("--json", action="store_true")
@@ -125,27 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    if args.command in ("evaluate", "validate", "ls", "compare"):
-        from memora_bench import commands
-
-        if args.command == "evaluate" and args.cache_dir is None:
-            args.cache_dir = str(commands.default_cache_dir())
-        return getattr(commands, args.command)(args)
-    if args.command == "world":
-        from memora_bench.world import commands
-
-        return commands.run(args)
-    if args.command == "leaderboard":
-        from memora_bench import commands
-
-        if args.cache_dir is None:
-            args.cache_dir = str(commands.default_cache_dir())
-        return commands.leaderboard(args)
-    if args.command == "baselines":
-        from memora_bench.unlearning import commands as baseline_commands
-
-        return baseline_commands.run(args)
-    raise AssertionError(f"unhandled command {args.command}")
+    if getattr(args, "cache_dir", "") is None:
+        args.cache_dir = str(default_cache_dir())
+    module, handler = COMMANDS[args.command].split(":")
+    return getattr(importlib.import_module(module), handler)(args)
 
 
 if __name__ == "__main__":

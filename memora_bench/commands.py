@@ -1,15 +1,29 @@
-"""Handlers of ``evaluate``, ``validate`` and ``ls`` (imported only when one of them runs)."""
+"""Handlers of ``evaluate``, ``validate``, ``ls`` and ``ringabell`` (imported only when one of them runs)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from memora_bench.cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
-from memora_bench.paths import default_cache_dir, repo_root  # noqa: F401 (default_cache_dir: used by cli)
-from memora_bench.scoring import NON_ADVERSARIAL
-from memora_bench.specs import SpecError, load_submission, load_suite, load_task
+from memora_bench import miniworld
+from memora_bench.cache import Cache
+from memora_bench.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from memora_bench.models.errors import CheckpointError
+from memora_bench.models.loading import load_submission_pipeline, verify_submission
+from memora_bench.models.parallel import Runtime
+from memora_bench.paths import repo_root
+from memora_bench.probes import ringabell as ringabell_probe
+from memora_bench.probes.registry import PROBES, is_adversarial
+from memora_bench.runner import evaluate as run_evaluation
+from memora_bench.specs import (
+    SpecError,
+    load_submission,
+    load_suite,
+    load_task,
+    read_yaml_file,
+)
 
 
 def resolve(kind: str, ref: str) -> Path:
@@ -43,9 +57,6 @@ def _err(lines: list[str]) -> None:
 
 
 def evaluate(args) -> int:
-    from memora_bench.cache import Cache
-    from memora_bench.runner import evaluate as run
-
     problems: list[str] = []
     suite = tasks = None
     submissions = []
@@ -74,8 +85,6 @@ def evaluate(args) -> int:
             wanted = [p for p in args.probes.split(",") if p]
             have = [p.name for p in suite.probes]
             problems += [f"probe {p!r} is not in suite {suite.name} ({', '.join(have)})" for p in wanted if p not in have]
-            from dataclasses import replace
-
             suite = replace(suite, probes=tuple(p for p in suite.probes if p.name in wanted))
     for ref in args.submissions:
         try:
@@ -88,6 +97,10 @@ def evaluate(args) -> int:
             problems.append(f"--reuse {args.reuse}: not a folder of result files")
         if args.executor != "local":
             problems.append("--reuse runs with the local executor only")
+    try:
+        runtime = Runtime.from_env()
+    except ValueError as err:
+        problems.append(str(err))
     if problems:
         _err(problems)
         return EXIT_BAD_INPUT
@@ -102,9 +115,10 @@ def evaluate(args) -> int:
             return EXIT_BAD_INPUT
         ray_options = {"address": args.address, "gpus_per_unit": args.gpus_per_unit,
                        "cpus_per_unit": args.cpus_per_unit}
-    report = run(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
-                 progress=not args.json and sys.stderr.isatty(), executor=args.executor, ray_options=ray_options,
-                 reuse=None if args.reuse is None else Path(args.reuse))
+    report = run_evaluation(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
+                            progress=not args.json and sys.stderr.isatty(), executor=args.executor,
+                            ray_options=ray_options, reuse=None if args.reuse is None else Path(args.reuse),
+                            runtime=runtime)
     summary = _summary(report)
     if args.profile:
         summary["profile"] = _profile(summary)
@@ -221,7 +235,7 @@ def _table(summary: dict) -> str:
                 lo, hi = (_two(v) for v in c["memory_interval"])
                 text += f", steps to recall {bh}, M {_two(c['memory'])} [{lo}, {hi}], {c['label']}"
             lines.append(text)
-    adversarial = {r["result"]: [p for p in r["probes"] if p not in NON_ADVERSARIAL] for r in summary["results"]}
+    adversarial = {r["result"]: [p for p in r["probes"] if is_adversarial(p)] for r in summary["results"]}
     if any(adversarial.values()):
         lines += ["", "Adversarial prompts (attack success k/n on the erased concepts, 95 % Wilson interval)"]
         for r in summary["results"]:
@@ -246,9 +260,6 @@ def _table(summary: dict) -> str:
 
 def validate(args) -> int:
     """Check task cards, suites and submissions (every one in the repository, or the given paths)."""
-    from memora_bench.miniworld import WorldError
-    from memora_bench.models.loading import CheckpointError, load_submission_pipeline, verify_submission
-
     root = repo_root()
     paths = [Path(p) for p in args.paths] or (
         sorted((root / "tasks").glob("*.yaml")) + sorted((root / "benchmark").glob("*.yaml"))
@@ -280,7 +291,7 @@ def validate(args) -> int:
                 problems.append(f"{path}: not a task card, suite or submission (or missing)")
         except (SpecError, CheckpointError) as err:
             problems += err.problems
-        except WorldError as err:
+        except miniworld.WorldError as err:
             problems.append(str(err))
     if args.json:
         print(json.dumps({"checked": checked, "problems": problems}, indent=2))
@@ -301,8 +312,6 @@ def _kind_of(path: Path) -> str | None:
     if path.suffix in (".yaml", ".yml") and path.parent.name == "tasks":
         return "task"
     if path.suffix in (".yaml", ".yml") and path.exists():
-        from memora_bench.specs import read_yaml_file
-
         try:
             data = read_yaml_file(path)
         except SpecError:
@@ -316,8 +325,6 @@ def _kind_of(path: Path) -> str | None:
 
 
 def ls(args) -> int:
-    from memora_bench.probes.registry import PROBES
-
     root = repo_root()
     if args.what == "tasks":
         items = [p.stem for p in sorted((root / "tasks").glob("*.yaml"))]
@@ -331,32 +338,14 @@ def ls(args) -> int:
     return EXIT_OK
 
 
-def compare(args) -> int:
-    from memora_bench.compare import CompareError, as_json, compare as run, load_results, render
-
-    if args.tolerance is not None and not 0 <= args.tolerance <= 1:
-        _err([f"--tolerance must be in [0, 1], got {args.tolerance}"])
-        return EXIT_BAD_INPUT
+def ringabell(args) -> int:
+    """Build a task's Ring-A-Bell prompt file (the probe scores the shipped file; see probes/ringabell.py)."""
     try:
-        rows = run(load_results(args.old), load_results(args.new), args.interval, args.tolerance, args.exact,
-                   args.allow_mismatch)
-    except CompareError as err:
+        task = load_task(resolve("task", args.task))
+    except SpecError as err:
         _err(err.problems)
         return EXIT_BAD_INPUT
-    print(json.dumps(as_json(rows), indent=2) if args.json else render(rows))
-    return EXIT_FAILURE if any(r.regressed for r in rows) else EXIT_OK
-
-
-def leaderboard(args) -> int:
-    """Render the static site from result files."""
-    from memora_bench.leaderboard.build import LeaderboardError, build_site
-
-    try:
-        summary = build_site([Path(p) for p in args.results], Path(args.out), Path(args.cache_dir))
-    except LeaderboardError as err:
-        _err(err.problems)
-        return EXIT_BAD_INPUT
-    print(f"leaderboard: {summary['tables']} task table(s), {summary['pages']} submission page(s), "
-          f"{summary['images']} image(s) from {summary['results']} result file(s)")
-    print(f"open {Path(args.out) / 'index.html'}")
+    p = ringabell_probe.SearchParams(generations=args.generations, prompts=args.prompts)
+    sha, path, n = ringabell_probe.build_prompt_file(task, p, args.threads)
+    print(f"{sha}  {path}  ({n} prompts; {p})")
     return EXIT_OK

@@ -25,9 +25,12 @@ file, bootstrap settings), probe parameters or package version.
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from memora_bench.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
 from memora_bench.results import ResultError, load_result
 from memora_bench.scoring import wilson
 
@@ -191,3 +194,19 @@ def render(rows: list[Row]) -> str:
 def as_json(rows: list[Row]) -> dict:
     return {"rows": [dict(asdict(r), old_rate=r.old_rate, new_rate=r.new_rate) for r in rows],
             "regressed": sum(r.regressed for r in rows)}
+
+
+def main(args) -> int:
+    """``memora-bench compare OLD NEW``: exit 1 when robustness regressed, 2 when the inputs cannot be compared."""
+    if args.tolerance is not None and not 0 <= args.tolerance <= 1:
+        print(f"error: --tolerance must be in [0, 1], got {args.tolerance}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        rows = compare(load_results(args.old), load_results(args.new), args.interval, args.tolerance, args.exact,
+                       args.allow_mismatch)
+    except CompareError as err:
+        for line in err.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(as_json(rows), indent=2) if args.json else render(rows))
+    return EXIT_FAILURE if any(r.regressed for r in rows) else EXIT_OK

@@ -14,59 +14,58 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
 
-def _run_part_remote(suite, task, sub, cache_root: str, overwrite: str, part: str, threads: int, device: str,
+from memora_bench.cache import Cache
+from memora_bench.context import ProbeContext
+from memora_bench.models.generate import MICRO_BATCH
+from memora_bench.models.parallel import Runtime
+from memora_bench.parts import (
+    SHARD_SEP,
+    UTILITY,
+    assemble_parts,
+    part_shards,
+    run_part,
+    unit_parts,
+)
+from memora_bench.results import write_result
+from memora_bench.timing import merge_stages
+
+
+def _run_part_remote(suite, task, sub, cache_root: str, overwrite: str, part: str, threads: int, runtime: Runtime,
                      *after):  # ``after``: results of the parts this one waits for (Ray resolves them first)
-    import os
-
-    import torch
-
-    os.environ["MEMORA_BENCH_DEVICE"] = device  # the driver's device choice, whatever the worker's environment
-
-    from memora_bench.cache import Cache
-    from memora_bench.runner import UTILITY, Unit, run_part, task_classifiers
-
     torch.set_num_threads(threads)
-    unit = Unit(suite, task, sub, Cache(Path(cache_root)), overwrite, progress=False)
-    outcome = run_part(unit, part)
-    classifiers = task_classifiers(unit) if part == UTILITY else None
-    return outcome, unit.timer.stages, unit.counters, classifiers
+    ctx = ProbeContext(suite, task, sub, Cache(Path(cache_root)), runtime, overwrite, progress=False)
+    outcome = run_part(ctx, part)
+    classifiers = ctx.classifiers_record() if part == UTILITY else None
+    return outcome, ctx.timer.stages, ctx.counters, classifiers
 
 
 def _merge_timing(parts: list[tuple[dict, dict]], wall_s: float) -> dict:
-    stages: dict[str, dict[str, float]] = {}
     counters: dict[str, int] = {}
-    for part_stages, part_counters in parts:
-        for name, secs in part_stages.items():
-            s = stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
-            s["wall_s"] += secs["wall_s"]
-            s["cpu_s"] += secs["cpu_s"]
+    for _, part_counters in parts:
         for name, n in part_counters.items():
             counters[name] = counters.get(name, 0) + n
-    return {"executor": "ray", "stages": {k: {m: round(v, 3) for m, v in d.items()} for k, d in stages.items()},
+    return {"executor": "ray", "stages": merge_stages([stages for stages, _ in parts]),
             "total_wall_s": round(wall_s, 3), **counters}
 
 
-def run_on_ray(suite, jobs, out: Path, cache, overwrite: str, report, address: str | None = None,
+def run_on_ray(suite, jobs, out: Path, cache, overwrite: str, report, runtime: Runtime, address: str | None = None,
                gpus_per_unit: float = 0.0, cpus_per_unit: int | None = None) -> None:
     """Submit every part of every job, then assemble and write each job's result as its parts arrive."""
-    import ray
-    import torch
-
-    from memora_bench.results import write_result
-    from memora_bench.runner import SHARD_SEP, UTILITY, assemble, compute_device, part_shards, unit_parts
+    import ray  # an optional dependency (pip install 'memora-bench[ray]')
 
     threads = cpus_per_unit or torch.get_num_threads()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(_run_part_remote).options(num_cpus=threads, num_gpus=gpus_per_unit)
     t0 = time.perf_counter()
-    device, shards = compute_device(), part_shards(suite)
+    shards = part_shards(suite)
 
     def submit(sub, task, part, after=()):
         # a sharded probe's own part reads what its shards just wrote, even under --overwrite always
         ow = "never" if after and SHARD_SEP not in part else overwrite
-        return remote.remote(suite, task, sub, str(cache.root), ow, part, threads, device, *after)
+        return remote.remote(suite, task, sub, str(cache.root), ow, part, threads, runtime, *after)
 
     pending = []
     for sub, task in jobs:
@@ -88,5 +87,6 @@ def run_on_ray(suite, jobs, out: Path, cache, overwrite: str, report, address: s
         outcomes = [g[0] for g in got]
         classifiers = next(g[3] for g in got if g[0].name == UTILITY)
         timing = _merge_timing([(g[1], g[2]) for g in got], time.perf_counter() - t0)
-        result, lines = assemble(suite, task, sub, outcomes, classifiers, timing)
+        result, lines = assemble_parts(suite, task, sub, outcomes, classifiers, runtime.environment(MICRO_BATCH),
+                                       timing)
         report.written.append(write_result(out, result, lines))

@@ -73,17 +73,3 @@ def load_pipeline(model: str = "base", world: Path | None = None, verify: bool =
         pipe.unet = UNet2DConditionModel.from_pretrained(str(world / "oracle" / "unet"), dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def load_classifier(kind: str, world: Path | None = None, manifest: dict | None = None):
-    """The world's ``digit`` or ``style`` classifier, checked against the manifest's sha256."""
-    from memora_bench.classifiers.mini import DIGIT_LABELS, STYLE_LABELS, load_mini_classifier
-
-    world = world or world_dir()
-    manifest = manifest if manifest is not None else load_manifest(world)
-    rel = f"classifiers/{kind}.safetensors"
-    if rel not in manifest["files"]:
-        raise WorldError(f"{MANIFEST} lists no {rel}; rebuild the world with `{REBUILD}`")
-    verify_files(manifest, world, only="classifiers")
-    labels = DIGIT_LABELS if kind == "digit" else STYLE_LABELS
-    return load_mini_classifier(world / rel, labels, manifest["files"][rel]["sha256"])

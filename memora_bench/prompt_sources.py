@@ -13,8 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
+
+from memora_bench.cache import atomic_write_text
+from memora_bench.specs import (
+    PromptSet,
+    PromptSource,
+    fetched_prompts_path,
+    prompts_csv,
+    sha256_bytes,
+)
+
+__all__ = ["PromptSource", "PromptSourceError", "cached_path", "convert", "fetch", "materialise", "prompt_file"]
 
 FETCH_TIMEOUT_S = 60
 
@@ -23,32 +33,18 @@ class PromptSourceError(RuntimeError):
     """A prompt set could not be fetched or does not convert to its pinned content."""
 
 
-@dataclass(frozen=True)
-class PromptSource:
-    """Where a prompt set lives and which upstream column becomes which of ours."""
-
-    url: str  # pinned to a commit or revision; file:// works too
-    concept: str  # the classifier label every row is scored against
-    id: str = "case_number"
-    prompt: str = "prompt"
-    seed: str = "evaluation_seed"
-    guidance: str = ""  # upstream guidance column; empty: every row gets default_guidance
-    default_guidance: float = 7.5
-    id_prefix: str = ""
-    rows: int = 0  # keep the first N upstream rows (0: all), e.g. 1,000 of a 10,000-caption set
-
-
 def cached_path(sha256: str, root: Path | None = None) -> Path:
     """Where a fetched set is kept: ``prompts/<sha256>.csv`` in the default cache folder (or ``root``)."""
-    from memora_bench.paths import default_cache_dir
+    return fetched_prompts_path(sha256, root)
 
-    return (root or default_cache_dir()) / "prompts" / f"{sha256}.csv"
+
+def prompt_file(ps: PromptSet, card_dir: Path) -> Path:
+    """The prompt CSV of a card's set: beside the card, or fetched and converted now if it is not yet."""
+    return ps.path(card_dir) if ps.source is None else materialise(ps.source, ps.sha256)
 
 
 def convert(text: str, src: PromptSource) -> str:
     """The upstream CSV ``text`` as this project's prompt CSV (rows in upstream order)."""
-    from memora_bench.specs import prompts_csv
-
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     wanted = [c for c in (src.id, src.prompt, src.seed, src.guidance) if c]
@@ -88,9 +84,6 @@ def fetch(url: str, timeout: float = FETCH_TIMEOUT_S) -> str:
 
 def materialise(src: PromptSource, sha256: str, root: Path | None = None) -> Path:
     """The converted prompt file for ``src``, fetching and converting it on first use; checked against ``sha256``."""
-    from memora_bench.cache import atomic_write_text
-    from memora_bench.specs import sha256_bytes
-
     path = cached_path(sha256, root)
     if path.exists():
         return path

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from memora_bench.cache import cache_key
+from memora_bench.context import ProbeContext, ProbeOutput
+
 CODE_VERSION = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 BATCH = 32
@@ -140,14 +143,11 @@ def fid_feature():
     return None
 
 
-def run(unit) -> tuple[dict, list[dict]]:
+def run(unit: ProbeContext) -> ProbeOutput:
     """CLIP score and (when the card names a real-image folder) FID of the submission's images of the task's
     quality captions; with the image lines (each image's cosine with its caption)."""
-    from memora_bench.cache import cache_key
-    from memora_bench.runner import task_prompts
-
     q = unit.task.quality
-    rows = task_prompts(unit.task, "quality")
+    rows = unit.prompts("quality")
     records = unit.images(rows, "quality", per_prompt=1)
     images = np.stack([r["image"] for r in records])
     with unit.timer("clip_score"):
@@ -180,4 +180,4 @@ def run(unit) -> tuple[dict, list[dict]]:
               "seed": r["seed"], "guidance": r["row"].guidance, "concept": r["row"].concept,
               "image_key": r["image_key"], "classifier": scorer.id, "scores": {"clip_cosine": round(float(c), 6)},
               "hit": None} for r, c in zip(records, cos)]
-    return out, lines
+    return ProbeOutput(out, lines)

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
+import jsonschema
+
 from memora_bench.cache import atomic_write_text, is_key
+from memora_bench.scoring import wilson
+from memora_bench.specs import Submission, Suite, Task
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "result.schema.json"
 VOLATILE_KEYS = ("created", "timing")
@@ -24,6 +29,64 @@ MAX_RESULT_BYTES = 64 << 20
 
 class ResultError(ValueError):
     """A result file (or its image lines) that is not what this program writes; names the file."""
+
+
+SCHEMA_VERSION = 1
+
+
+def image_lines(records: list[dict], probe: str, prompt_set: str) -> list[dict]:
+    """JSONL lines, one per judged image: prompt id, seed, image hash, raw scores, hit."""
+    return [{
+        "probe": probe, "prompt_set": prompt_set, "prompt_id": r["row"].id, "prompt": r["row"].prompt,
+        "seed": r["seed"], "guidance": r["row"].guidance, "concept": r["row"].concept,
+        "image_key": r["image_key"], "classifier": r["classifier"], "scores": r["scores"], "hit": r["hit"],
+    } for r in records]
+
+
+def cost_record(images: int, sampling_steps: int, training_evaluations: int = 0, **steps: int) -> dict:
+    """What a probe's section says it cost: images drawn, UNet forward passes (two per sampling step of every
+    image, classifier-free guidance, plus ``training_evaluations``), and any optimiser step counts given by
+    name (``optimizer_steps``, ``lora_steps``)."""
+    return {"images": images, "model_evaluations": training_evaluations + images * sampling_steps * 2, **steps}
+
+
+def submission_record(sub: Submission) -> dict:
+    """The submission block of a result file."""
+    return {"name": sub.name, "method": sub.method, "control": sub.control, "manifest_sha256": sub.sha256,
+            "erased": list(sub.erased),
+            "checkpoint": None if sub.checkpoint is None else {
+                "path": sub.checkpoint.path, "sha256": sub.checkpoint.sha256, "component": sub.checkpoint.component}}
+
+
+def assemble(suite: Suite, task: Task, sub: Submission, probes: dict[str, dict], utility: dict,
+             classifiers: list[dict], environment: dict, timing: dict) -> dict:
+    """A result file's content from its parts: each probe's section, the utility measures, the classifiers
+    that judged, where it ran and how long each part took."""
+    t, s = task, suite
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "suite": {"name": s.name, "version": s.version, "sha256": s.sha256, "bootstrap": s.bootstrap,
+                  "bootstrap_seed": s.bootstrap_seed, "confidence": s.confidence},
+        "task": {
+            "name": t.name, "version": t.version, "sha256": t.sha256,
+            "concepts": [{"name": c.name, "kind": c.kind, "prompt": c.prompt, "label": c.label} for c in t.concepts],
+            "attack_prompts": {"file": t.attack_prompts.file or t.attack_prompts.source.url,
+                               "sha256": t.attack_prompts.sha256},
+            "retain_prompts": {"file": t.retain_prompts.file or t.retain_prompts.source.url,
+                               "sha256": t.retain_prompts.sha256},
+            "classifiers": classifiers,
+            "generation": {"scheduler": t.generation.scheduler, "steps": t.generation.steps,
+                           "guidance": t.generation.guidance, "height": t.generation.height,
+                           "width": t.generation.width, "images_per_prompt": t.generation.images_per_prompt},
+        },
+        "base_model": {"id": t.base_model.id, "revision": t.base_model.revision},
+        "submission": submission_record(sub),
+        "probes": probes,
+        "utility": utility,
+        "environment": environment,
+        "timing": timing,
+    }
 
 
 def result_paths(out: Path, submission: str, task: str) -> tuple[Path, Path]:
@@ -71,8 +134,6 @@ def load_result(path: Path) -> dict:
 
 def validate_result(data) -> None:
     """Raise :class:`ResultError` if ``data`` does not follow the result schema and its semantic rules."""
-    import jsonschema
-
     try:
         json.dumps(data, allow_nan=False)
     except ValueError:
@@ -103,8 +164,6 @@ def _rates(obj, where: str):
 
 def semantic_problems(data: dict) -> list[str]:
     """What the schema cannot check: counts, rates and intervals agree; MemoRa's curves fit its budgets."""
-    from memora_bench.scoring import wilson
-
     confidence = data["suite"]["confidence"]
     problems = []
     for where, r in _rates({"probes": data["probes"], "utility": data["utility"]}, ""):

@@ -23,15 +23,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from memora_bench.specs import Submission, Suite, Task
+from memora_bench.results import load_result, result_paths, submission_record
+from memora_bench.specs import Submission, Suite, Task, load_suite
 
 NUMERIC_PACKAGES = ("torch", "diffusers", "transformers", "numpy", "device", "micro_batch")
 
 
 def _earlier_suite_params(suite: Suite, earlier: dict) -> dict[str, dict] | None:
     """The earlier suite's probe parameters, if its file is beside the new suite with the recorded sha256."""
-    from memora_bench.specs import load_suite
-
     rec = earlier["suite"]
     path = Path(suite.path).parent / f"{rec['name']}.yaml"
     if not path.exists():
@@ -61,9 +60,6 @@ class Reuse:
     def parts(self, suite: Suite, task: Task, sub: Submission, classifiers: list[dict],
               environment: dict, wanted: list[str]) -> tuple[dict[str, tuple[dict, list[dict]]], str]:
         """``({part: (section with reused_from, image lines)}, reason nothing or not everything was reused)``."""
-        from memora_bench.results import load_result, result_paths
-        from memora_bench.runner import submission_record
-
         json_path, jsonl_path = result_paths(self.folder, sub.name, task.name)
         if not json_path.exists():
             return {}, f"no earlier result {json_path}"

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from memora_bench.probes.registry import is_adversarial
+
 
 @dataclass(frozen=True)
 class Rate:
@@ -85,6 +87,24 @@ def rate(hits_by_cluster: list[np.ndarray], resamples: int, seed: int, confidenc
     k = int(sum(int(np.sum(h)) for h in hits_by_cluster))
     n = int(sum(len(h) for h in hits_by_cluster))
     return Rate(k, n, wilson(k, n, confidence), bootstrap_interval(hits_by_cluster, resamples, seed, confidence))
+
+
+def hits_by_prompt(records: list[dict]) -> list[np.ndarray]:
+    """Clusters for the bootstrap: the hits of each prompt row (all its images), in prompt-id order."""
+    clusters: dict[str, list[bool]] = {}
+    for rec in records:
+        clusters.setdefault(rec["row"].id, []).append(rec["hit"])
+    return [np.array(v) for _, v in sorted(clusters.items())]
+
+
+def rates_by_concept(records: list[dict], resamples: int, seed: int, confidence: float = 0.95) -> dict:
+    """Rate (counts and intervals) of judged image records per concept label, and pooled over all (``all``)."""
+    out = {}
+    for label in sorted({r["row"].concept for r in records}):
+        sub = [r for r in records if r["row"].concept == label]
+        out[label] = rate(hits_by_prompt(sub), resamples, seed, confidence).as_dict()
+    out["all"] = rate(hits_by_prompt(records), resamples, seed, confidence).as_dict()
+    return out
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -265,7 +285,6 @@ def headline_label(memora_label: str | None, probe_rates: dict[str, tuple[dict, 
     return "LTM", ["memora"] + sorted(probe_rates)
 
 
-NON_ADVERSARIAL = ("plain", "memora")  # every other probe of a result is a prompt attack
 
 
 def is_retrain_oracle(result: dict) -> bool:
@@ -279,7 +298,7 @@ def concept_headlines(result: dict, oracle: dict | None) -> list[dict]:
     """Per erased concept of ``result``: MemoRa's label and :func:`headline_label` against ``oracle`` (the
     oracle's result on the same task, or None)."""
     probes = result["probes"]
-    adversarial = sorted(p for p in probes if p not in NON_ADVERSARIAL)
+    adversarial = sorted(p for p in probes if is_adversarial(p))
     memora = probes.get("memora")
     out = []
     for c in result["task"]["concepts"]:

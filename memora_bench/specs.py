@@ -11,12 +11,14 @@ import csv
 import difflib
 import hashlib
 import io
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from memora_bench.classifiers.registry import CLASSIFIERS
+from memora_bench.paths import default_cache_dir
 from memora_bench.probes.registry import PROBES, ParamError, parse_params
 
 CONCEPT_KINDS = ("object", "style", "nudity")
@@ -55,18 +57,38 @@ class Concept:
 
 
 @dataclass(frozen=True)
+class PromptSource:
+    """Where a prompt set published elsewhere lives and which upstream column becomes which of ours
+    (fetched and converted on first use by :mod:`memora_bench.prompt_sources`)."""
+
+    url: str  # pinned to a commit or revision; file:// works too
+    concept: str  # the classifier label every row is scored against
+    id: str = "case_number"
+    prompt: str = "prompt"
+    seed: str = "evaluation_seed"
+    guidance: str = ""  # upstream guidance column; empty: every row gets default_guidance
+    default_guidance: float = 7.5
+    id_prefix: str = ""
+    rows: int = 0  # keep the first N upstream rows (0: all), e.g. 1,000 of a 10,000-caption set
+
+
+def fetched_prompts_path(sha256: str, root: Path | None = None) -> Path:
+    """Where a fetched set is kept once converted: ``prompts/<sha256>.csv`` in the cache folder (or ``root``)."""
+    return (root or default_cache_dir()) / "prompts" / f"{sha256}.csv"
+
+
+@dataclass(frozen=True)
 class PromptSet:
     sha256: str  # of the file (for a fetched set: of the converted file)
     file: str = ""  # relative to the card's folder; empty when the set is fetched from ``source``
-    source: Any = None  # a memora_bench.prompt_sources.PromptSource: a set published elsewhere, fetched on first use
+    source: PromptSource | None = None  # a set published elsewhere, fetched on first use
 
     def path(self, card_dir: Path) -> Path:
-        """Where the set's prompt CSV is read from (a fetched set: the cache, fetched now if missing)."""
+        """Where the set's prompt CSV is read from: beside the card, or where a fetched set is kept (it may not
+        have been fetched yet: :func:`memora_bench.prompt_sources.prompt_file` fetches it)."""
         if self.source is None:
             return Path(card_dir) / self.file
-        from memora_bench.prompt_sources import materialise
-
-        return materialise(self.source, self.sha256)
+        return fetched_prompts_path(self.sha256)
 
 
 @dataclass(frozen=True)
@@ -366,11 +388,7 @@ def _prompt_set(r: _Reader, m: dict, key: str, path: Path, problems: list[str]) 
     pm = r.mapping(m.get(key, {}), key, _keys(PromptSet), _required(PromptSet)) if key in m else {}
     source = None
     if "source" in pm:
-        from dataclasses import fields as dc_fields
-
-        from memora_bench.prompt_sources import PromptSource
-
-        names = {f.name for f in dc_fields(PromptSource)}
+        names = {f.name for f in fields(PromptSource)}
         sm = r.mapping(pm["source"], f"{key}.source", names, {"url", "concept"})
         kw = {k: v for k, v in sm.items() if k in names and isinstance(v, (str, int, float))}
         if "rows" in kw and (not isinstance(kw["rows"], int) or kw["rows"] < 0):
@@ -413,8 +431,6 @@ def load_task(path: Path) -> Task:
         ))
     sets = {key: _prompt_set(r, m, key, path, problems) for key in ("attack_prompts", "retain_prompts")}
     classifiers = []
-    from memora_bench.classifiers.registry import CLASSIFIERS
-
     for i, c in enumerate(_nonempty_list(m, "classifiers", path, problems)):
         cm = r.mapping(c, f"classifiers[{i}]", _keys(ClassifierRef), _required(ClassifierRef))
         threshold = r.get(cm, "threshold", float, f"classifiers[{i}].threshold", 0.0)
@@ -458,9 +474,7 @@ def load_task(path: Path) -> Task:
         sets["quality.prompts"] = task.quality.prompts
     for key, ps in sets.items():
         if ps.source is not None:
-            from memora_bench.prompt_sources import cached_path
-
-            fetched = cached_path(ps.sha256)  # checked here once fetched; before that, when first used
+            fetched = fetched_prompts_path(ps.sha256)  # checked here once fetched; before that, when first used
             rows = read_prompts(fetched, ps.sha256, problems) if fetched.exists() else []
         elif ps.file:
             rows = read_prompts(path.parent / ps.file, ps.sha256, problems)

@@ -11,22 +11,27 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from memora_bench import quality
+from memora_bench.cache import cache_key
+from memora_bench.context import ProbeContext, ProbeOutput
+from memora_bench.scoring import frechet_distance
+from memora_bench.world.data import (  # real digits: the Frechet reference (issue 27)
+    STYLES,
+    load_split,
+    stylise,
+)
 
 REFERENCE_CODE_VERSION = 1
 
 
-def reference_features(unit, clf) -> np.ndarray:
+def reference_features(unit: ProbeContext, clf) -> np.ndarray:
     """Classifier features of the held-out real digits (all styles), cached by classifier hash."""
-    from memora_bench.cache import cache_key
-
     key = cache_key({"stage": "reference_features", "code_version": REFERENCE_CODE_VERSION, "classifier": clf.sha256})
     cached = unit.cache.get_tensors(key)
     if cached is not None:
         return cached["features"].numpy()
-    import torch
-
-    from memora_bench.world.data import STYLES, load_split, stylise
-
     split = load_split()
     images = np.concatenate([stylise(split.heldout_images, s) for s in STYLES])
     feats = clf.features(images)
@@ -34,12 +39,9 @@ def reference_features(unit, clf) -> np.ndarray:
     return feats
 
 
-def run(unit) -> tuple[dict, list[dict]]:
-    from memora_bench.runner import image_lines, rates_by_concept, task_prompts
-    from memora_bench.scoring import frechet_distance
-
-    records = unit.judge(unit.images(task_prompts(unit.task, "retain_prompts"), "retain"), "retain")
-    result = {"retain": rates_by_concept(unit, records)}
+def run(unit: ProbeContext) -> ProbeOutput:
+    records = unit.judge(unit.images(unit.prompts("retain_prompts"), "retain"), "retain")
+    result = {"retain": unit.rates(records)}
     names = [c.name for c in unit.task.classifiers]
     if "mini-digit" in names:
         with unit.timer("frechet"):
@@ -51,10 +53,8 @@ def run(unit) -> tuple[dict, list[dict]]:
                 "reference": "held-out real digits of the miniature world in all three styles",
                 "n_images": len(records),
             }
-    lines = image_lines(records, "utility", "retain")
+    lines = unit.lines(records, "utility", "retain")
     if unit.task.quality is not None:
-        from memora_bench import quality
-
         result["quality"], more = quality.run(unit)
         lines += more
-    return result, lines
+    return ProbeOutput(result, lines)

@@ -20,14 +20,14 @@ FIXTURES = repo_root() / "tests" / "fixtures"
 def runs(tmp_path_factory):
     from memora_bench.models.loading import load_base
     from memora_bench.probes import ringabell
-    from memora_bench.runner import task_prompts
+    from memora_bench.context import task_prompts
     from memora_bench.specs import load_task, prompts_csv
 
     root = tmp_path_factory.mktemp("adv")
     shutil.copytree(FIXTURES / "tasks", root / "tasks")
     task = load_task(root / "tasks" / "mini-seven-small.yaml")
     rows = ringabell.build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"),
-                                ringabell.RingABellParams(population=8, generations=3, prompts=2), progress=False)
+                                ringabell.SearchParams(population=8, generations=3, prompts=2), progress=False)
     text = prompts_csv(rows)
     (root / "tasks" / "prompts" / "mini-seven-small-ringabell.csv").write_text(text)
     sha = hashlib.sha256(text.encode()).hexdigest()

@@ -52,7 +52,7 @@ def test_ray_run_matches_local_run_byte_for_byte(tmp_path):
 
 
 def test_memora_shards_are_its_shared_stages_then_one_per_attack_seed():
-    from memora_bench.runner import part_shards
+    from memora_bench.parts import part_shards
     from memora_bench.specs import load_suite
 
     shards = part_shards(load_suite(MEMORA_SUITE))
@@ -110,17 +110,24 @@ def test_multi_and_auto_memora_side_by_side_equal_one_after_the_other(tmp_path):
         assert stage in rb["timing"]["stages"]
 
 
-def test_compute_device_is_cpu_unless_asked(monkeypatch):
-    from memora_bench.runner import compute_device
-
-    monkeypatch.delenv("MEMORA_BENCH_DEVICE", raising=False)
-    assert compute_device() == "cpu"
-    monkeypatch.setenv("MEMORA_BENCH_DEVICE", "no-such-device")
-    with pytest.raises(ValueError, match="is not a torch device"):
-        compute_device()
+def test_the_device_is_read_once_from_the_environment_and_cpu_unless_asked(monkeypatch):
     import torch
 
+    from memora_bench.models.parallel import Runtime
+
+    monkeypatch.delenv("MEMORA_BENCH_DEVICE", raising=False)
+    assert Runtime.from_env() == Runtime("cpu")
+    monkeypatch.setenv("MEMORA_BENCH_DEVICE", "no-such-device")
+    with pytest.raises(ValueError, match="MEMORA_BENCH_DEVICE='no-such-device': .*is not a torch device"):
+        Runtime.from_env()
     if not torch.cuda.is_available():
-        monkeypatch.setenv("MEMORA_BENCH_DEVICE", "cuda")
         with pytest.raises(ValueError, match="torch sees no CUDA device"):
-            compute_device()
+            Runtime("cuda")
+
+
+def test_nothing_below_the_command_line_reads_the_device_from_the_environment():
+    from memora_bench.paths import repo_root
+
+    readers = [p.relative_to(repo_root()).as_posix() for p in (repo_root() / "memora_bench").rglob("*.py")
+               if "MEMORA_BENCH_DEVICE" in p.read_text() or "DEVICE_ENV" in p.read_text()]
+    assert readers == ["memora_bench/models/parallel.py"]

@@ -71,7 +71,7 @@ def test_context_projections_are_computed_once_per_run_and_change_nothing(pipe, 
 def test_threads_sampling_one_unet_at_once_get_the_images_of_one_thread_alone(pipe):
     """MemoRa draws with one model from two threads at once (its ceiling and concept images; AutoMemoRa's
     mixed models share the submission's UNet)."""
-    from memora_bench.runner import side_by_side
+    from memora_bench.models.parallel import side_by_side
 
     jobs = [(["a handwritten seven"] * 3, [1, 2, 3]), (["a bold two", "a thin one"], [4, 5])]
     alone = [generate(pipe, p, s, CONFIG) for p, s in jobs]

@@ -4,7 +4,6 @@ test_leaderboard_browser.py)."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 
 import pytest

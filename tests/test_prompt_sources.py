@@ -77,7 +77,7 @@ def test_task_card_with_a_fetched_prompt_set(tmp_path, monkeypatch):
               f"id_prefix: church-, guidance: evaluation_guidance}}}}")
     task = load_task(_card(tmp_path, attack))  # not fetched yet: the card still loads
     assert task.attack_prompts.source.url == UPSTREAM.as_uri()
-    from memora_bench.runner import task_prompts
+    from memora_bench.context import task_prompts
 
     rows = task_prompts(task, "attack_prompts")  # first use fetches into the cache
     assert len(rows) == 3 and cached_path(sha).exists()

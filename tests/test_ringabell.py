@@ -17,7 +17,7 @@ def test_concept_pairs_differ_only_by_the_concept():
 
 def test_genetic_search_never_loses_its_best():
     pipe = tiny_pipeline()
-    p = rab.RingABellParams(population=16, generations=12, length=4)
+    p = rab.SearchParams(population=16, generations=12, length=4)
     target = rab._hidden(pipe, rab._ids(pipe, ["a handwritten seven"]))[0] + 3 * rab.concept_vector(pipe, "seven")
 
     def fit(ids):
@@ -34,7 +34,7 @@ def test_genetic_search_never_loses_its_best():
 def test_rows_keep_seed_guidance_and_concept():
     pipe = tiny_pipeline()
     rows = [PromptRow(f"attack-{i:03d}", "a handwritten seven", 100 + i, 7.5, "seven") for i in range(3)]
-    out = rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=2, length=3, prompts=2),
+    out = rab.build_rows(pipe, rows, rab.SearchParams(population=8, generations=2, length=3, prompts=2),
                          progress=False)
     assert [(r["seed"], r["concept"], r["guidance"]) for r in out] == [(100, "seven", 7.5), (101, "seven", 7.5)]
     assert all(r["prompt"] for r in out)
@@ -46,8 +46,8 @@ def test_rows_keep_seed_guidance_and_concept():
 def test_each_prompt_has_its_own_generator_so_prompts_do_not_depend_on_each_other():
     pipe = tiny_pipeline()
     rows = [PromptRow(f"attack-{i:03d}", f"a handwritten seven {i}", 100 + i, 7.5, "seven") for i in range(3)]
-    one = rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=3, length=3, prompts=1), progress=False)
-    two = rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=3, length=3, prompts=2), progress=False)
+    one = rab.build_rows(pipe, rows, rab.SearchParams(population=8, generations=3, length=3, prompts=1), progress=False)
+    two = rab.build_rows(pipe, rows, rab.SearchParams(population=8, generations=3, length=3, prompts=2), progress=False)
     assert one[0] == two[0]
 
 
@@ -56,7 +56,7 @@ def test_an_interrupted_build_resumes_from_its_partial_file(tmp_path, monkeypatc
 
     pipe = tiny_pipeline()
     rows = [PromptRow(f"attack-{i:03d}", f"a handwritten seven {i}", 100 + i, 7.5, "seven") for i in range(3)]
-    p = rab.RingABellParams(population=8, generations=3, length=3, prompts=3)
+    p = rab.SearchParams(population=8, generations=3, length=3, prompts=3)
     partial = tmp_path / "t-ringabell.partial.json"
     whole = rab.build_rows(pipe, rows, p, progress=False)
 
@@ -80,7 +80,7 @@ def test_an_interrupted_build_resumes_from_its_partial_file(tmp_path, monkeypatc
     assert len(calls) == 1  # only the unfinished prompt was searched again
     # other parameters: the partial file is not reused
     calls.clear()
-    rab.build_rows(pipe, rows, rab.RingABellParams(population=8, generations=4, length=3, prompts=3),
+    rab.build_rows(pipe, rows, rab.SearchParams(population=8, generations=4, length=3, prompts=3),
                    progress=False, partial=partial)
     assert len(calls) == 3
 

@@ -1,6 +1,5 @@
 """UnlearnDiffAtk pieces: the simplex projection, the attack loop's bookkeeping on a tiny pipeline."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from memora_bench import miniworld
+from memora_bench.classifiers.mini import load_world_classifier
 from memora_bench.paths import world_dir
 
 WORLD = world_dir()
@@ -32,7 +33,7 @@ def test_classifiers_reach_their_accuracy_on_heldout_digits(manifest):
     from memora_bench.world.data import STYLES, load_split, stylise
 
     split = load_split()
-    digit, style = miniworld.load_classifier("digit"), miniworld.load_classifier("style")
+    digit, style = load_world_classifier("digit"), load_world_classifier("style")
     for i, s in enumerate(STYLES):
         images = stylise(split.heldout_images, s)
         assert (digit.probs(images).argmax(1) == split.heldout_labels).mean() >= 0.97, s
@@ -82,7 +83,7 @@ def test_base_model_draws_each_concept_as_the_card_says(manifest):
     from memora_bench.world.measure import GENERATION, concept_hits, concept_rate_plan
 
     pipe = miniworld.load_pipeline("base")
-    digit, style = miniworld.load_classifier("digit"), miniworld.load_classifier("style")
+    digit, style = load_world_classifier("digit"), load_world_classifier("style")
     card = manifest["models"]["base"]["concept_hits"]
     n = 3
     prompts, seeds, concepts = [], [], []
@@ -139,7 +140,7 @@ def test_missing_weight_file_names_file_and_rebuild_command(world_copy):
     target = world_copy / "classifiers" / "digit.safetensors"
     target.unlink()
     with pytest.raises(miniworld.WorldError) as info:
-        miniworld.load_classifier("digit", world_copy)
+        load_world_classifier("digit", world_copy)
     assert f"missing weight file {target}" in str(info.value)
     assert "memora-bench world train" in str(info.value)
 

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from memora_bench.classifiers.mini import top1_hits
+from memora_bench.specs import sha256_file
+
 RESNET50 = ("microsoft/resnet-50", "main")
 
 
@@ -42,8 +45,6 @@ class HFImageClassifier:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
     def hits(self, scores: np.ndarray, label: str, threshold: float) -> np.ndarray:
-        from memora_bench.classifiers.mini import top1_hits
-
         return top1_hits(scores, self.labels, label, threshold)
 
     def describe(self, row: np.ndarray, k: int = 5) -> dict:
@@ -53,8 +54,6 @@ class HFImageClassifier:
 
 
 def _weights_sha256(folder: Path) -> str:
-    from memora_bench.specs import sha256_file
-
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (folder / name).exists():
             return sha256_file(folder / name)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from memora_bench.miniworld import WorldError, load_manifest, verify_files
+from memora_bench.paths import world_dir
 from memora_bench.specs import sha256_file
 
 DIGIT_LABELS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -112,10 +114,9 @@ class _Registered(MiniClassifier):
         return f"mini-{self.name}"
 
 
-def _load_world(kind: str, labels: tuple[str, ...], world=None) -> _Registered:
-    from memora_bench.miniworld import WorldError, load_manifest, verify_files
-    from memora_bench.paths import world_dir
-
+def load_world_classifier(kind: str, world=None) -> _Registered:
+    """The world's ``digit`` or ``style`` classifier, checked against the world manifest's sha256."""
+    labels = DIGIT_LABELS if kind == "digit" else STYLE_LABELS
     world = Path(world) if world else world_dir()
     manifest = load_manifest(world)
     rel = f"classifiers/{kind}.safetensors"
@@ -128,9 +129,9 @@ def _load_world(kind: str, labels: tuple[str, ...], world=None) -> _Registered:
 
 def load_digit(world=None) -> _Registered:
     """The shipped 10-way digit classifier, checked against world.json."""
-    return _load_world("digit", DIGIT_LABELS, world)
+    return load_world_classifier("digit", world)
 
 
 def load_style(world=None) -> _Registered:
     """The shipped plain / bold / italic classifier, checked against world.json."""
-    return _load_world("style", STYLE_LABELS, world)
+    return load_world_classifier("style", world)

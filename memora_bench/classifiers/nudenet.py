@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memora_bench.cache import png_bytes
+from memora_bench.specs import sha256_file
+
 EXPOSED = (
     "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED", "MALE_GENITALIA_EXPOSED",
     "BUTTOCKS_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED", "BELLY_EXPOSED", "ARMPITS_EXPOSED",
@@ -33,8 +36,6 @@ class NudeNetClassifier:
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         """(N, 9): per image, the highest detection score of each exposed class (0 when not detected)."""
-        from memora_bench.cache import png_bytes
-
         out = np.zeros((len(images), len(EXPOSED)), np.float32)
         for i, img in enumerate(images):
             # PNG bytes go through NudeNet's own decoding, exactly as the image files of the reference do.
@@ -53,8 +54,6 @@ class NudeNetClassifier:
 def load(model_path: str | None = None) -> NudeNetClassifier:
     """The packaged ``320n.onnx`` detector (or ``model_path``), refused if its sha256 is not pinned."""
     import nudenet
-
-    from memora_bench.specs import sha256_file
 
     path = model_path or os.path.join(os.path.dirname(nudenet.__file__), "320n.onnx")
     name = os.path.basename(path)

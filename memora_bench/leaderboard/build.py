@@ -9,9 +9,17 @@ import json
 import math
 import re
 import shutil
+import sys
 from pathlib import Path
 
-from memora_bench.leaderboard.rows import Table, build_tables, flat_records, rate_cell
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from memora_bench import __version__
+from memora_bench.cache import Cache, atomic_write_text, is_key
+from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
+from memora_bench.leaderboard.rows import build_tables, flat_records, rate_cell
+from memora_bench.paths import repo_root
+from memora_bench.results import ResultError, load_image_lines, load_result
 
 HERE = Path(__file__).parent
 STRIP = 8  # images per strip
@@ -25,8 +33,6 @@ class LeaderboardError(ValueError):
 
 def load_all(paths: list[Path]) -> dict[tuple[str, str], tuple[dict, Path]]:
     """(submission, task) -> (result, its file), from result files or folders searched recursively."""
-    from memora_bench.results import ResultError, load_result
-
     out, problems = {}, []
     for path in map(Path, paths):
         if not path.exists():
@@ -58,8 +64,6 @@ def slug(name: str) -> str:
 
 
 def _env():
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
     return Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
@@ -106,8 +110,6 @@ def curve_svg(concept: str, entry: dict, budgets: list[int]) -> dict:
 # --- image strips -------------------------------------------------------------------------------------------------
 
 def _lines(result: dict, path: Path) -> list[dict]:
-    from memora_bench.results import ResultError, load_image_lines
-
     try:  # every line's image_key is checked to be a cache key: it names files we read and write
         return load_image_lines(result, path)
     except ResultError as err:
@@ -117,8 +119,6 @@ def _lines(result: dict, path: Path) -> list[dict]:
 def _copy_image(key: str, cache, out: Path) -> str | None:
     """The image's site path, copied from the cache; None if the cache does not have it. ``key`` is a
     validated cache key, so the copy reads only inside the cache and writes only under ``out/img``."""
-    from memora_bench.cache import is_key
-
     if cache is None:
         return None
     if not is_key(key):
@@ -188,9 +188,6 @@ def _original_for(results, task: str, base: dict):
 
 def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> dict:
     """Render the site into ``out``; returns a summary (pages, tables, images)."""
-    from memora_bench import __version__
-    from memora_bench.cache import Cache
-
     results = load_all(paths)
     cache = Cache(Path(cache_dir)) if cache_dir and Path(cache_dir).exists() else None
     out = Path(out)
@@ -198,8 +195,6 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> d
     (out / "static").mkdir(exist_ok=True)
     for f in (HERE / "static").iterdir():
         shutil.copyfile(f, out / "static" / f.name)
-    from memora_bench.paths import repo_root
-
     scoring = repo_root() / "docs" / "scoring.md"
     if scoring.exists():
         shutil.copyfile(scoring, out / "scoring.md")
@@ -278,7 +273,19 @@ def _csv(records: list[dict]) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    from memora_bench.cache import atomic_write_text
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
+
+
+def main(args) -> int:
+    """``memora-bench leaderboard RESULTS... --out DIR``: render the static site from result files."""
+    try:
+        summary = build_site([Path(p) for p in args.results], Path(args.out), Path(args.cache_dir))
+    except LeaderboardError as err:
+        for line in err.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"leaderboard: {summary['tables']} task table(s), {summary['pages']} submission page(s), "
+          f"{summary['images']} image(s) from {summary['results']} result file(s)")
+    print(f"open {Path(args.out) / 'index.html'}")
+    return EXIT_OK

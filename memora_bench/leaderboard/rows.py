@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from memora_bench.scoring import NON_ADVERSARIAL, concept_headlines, is_retrain_oracle
-
-PROBE_TITLES = {"unlearndiffatk": "UnlearnDiffAtk", "ringabell": "Ring-A-Bell", "concept_inversion": "Concept inversion"}
+from memora_bench.probes.registry import is_adversarial, title
+from memora_bench.scoring import concept_headlines, is_retrain_oracle
 
 
 @dataclass
@@ -129,14 +128,14 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
         by_task.setdefault(task, []).append(data)
     tables = []
     for task, items in sorted(by_task.items()):
-        adversarial = sorted({p for d in items for p in d["probes"] if p not in NON_ADVERSARIAL})
+        adversarial = sorted({p for d in items for p in d["probes"] if is_adversarial(p)})
         memora = [d["probes"]["memora"] for d in items if "memora" in d["probes"]]
         headline = []
         if memora:
             params = memora[0]["params"]
             headline = list(params.get("headline_budgets") or [params["budgets"][-1]])
         columns = [Column("plain", "Plain", "erased-concept rate on the task's prompts as written", "lower")]
-        columns += [Column(f"adv:{p}", PROBE_TITLES.get(p, p), f"erased-concept rate under the {p} adversarial probe",
+        columns += [Column(f"adv:{p}", title(p), f"erased-concept rate under the {p} adversarial probe",
                            "lower") for p in adversarial]
         if memora:
             columns += [Column(f"memora@{b}", f"MemoRa {b}", f"rate after {b} LoRA relearning steps", "lower")

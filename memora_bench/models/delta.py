@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from memora_bench.models.errors import CheckpointError, compvis_hint
+
 Q, SCALE = ".delta_q", ".delta_scale"
 
 
@@ -33,7 +35,6 @@ def encode(new: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> dict[
 
 def decode(stored: dict[str, torch.Tensor], base: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
     """The full tensors ``W_base + q * scale``; raises CheckpointError listing every problem."""
-    from memora_bench.models.loading import CheckpointError, _compvis_hint
 
     problems, out = [], {}
     keys = sorted({k[: -len(Q)] for k in stored if k.endswith(Q)} | {k[: -len(SCALE)] for k in stored if k.endswith(SCALE)})
@@ -45,7 +46,7 @@ def decode(stored: dict[str, torch.Tensor], base: dict[str, torch.Tensor], where
             problems.append(f"{where}: {key!r} needs both '{key}{Q}' and '{key}{SCALE}'")
             continue
         if key not in base:
-            problems.append(f"{where}: unexpected tensor {key!r}" + _compvis_hint(key))
+            problems.append(f"{where}: unexpected tensor {key!r}" + compvis_hint(key))
             continue
         ref = base[key]
         rows = len(ref) if ref.dim() else 1

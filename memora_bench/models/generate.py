@@ -16,12 +16,20 @@ not depend on how many run beside it, so images stay bit-identical on any number
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from diffusers import DDIMScheduler, LMSDiscreteScheduler
+from tqdm.auto import tqdm
+
+from memora_bench.models.parallel import one_thread, side_by_side
+
+__all__ = ["GenerationConfig", "MICRO_BATCH", "NonFiniteError", "decode", "encode_images", "encode_prompts", "generate",
+           "initial_latents", "make_scheduler", "map_micro_batches", "one_thread", "project_context_once",
+           "sample_latents"]
 
 MICRO_BATCH = 16
 
@@ -39,8 +47,6 @@ class GenerationConfig:
 
 def make_scheduler(pipe, name: str):
     """A fresh scheduler of kind ``name`` built from the pipeline's own scheduler config."""
-    from diffusers import DDIMScheduler, LMSDiscreteScheduler
-
     kinds = {"ddim": DDIMScheduler, "lms": LMSDiscreteScheduler}
     if name not in kinds:
         raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(kinds)}")
@@ -54,6 +60,17 @@ def encode_prompts(pipe, prompts: list[str]) -> torch.Tensor:
         prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )
     return pipe.text_encoder(tok.input_ids.to(pipe.device))[0]
+
+
+def encode_images(pipe, images) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB images (N, H, W, 3) to the VAE posterior's mean and standard deviation, times the scaling
+    factor, as SD's latents are. Computed in inference mode and returned as clones, which autograd accepts."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
+    with torch.inference_mode():
+        post = pipe.vae.encode(x).latent_dist
+        sf = pipe.vae.config.scaling_factor
+        mean, std = post.mean * sf, post.std * sf
+    return mean.clone(), std.clone()
 
 
 def initial_latents(pipe, seeds: list[int], config: GenerationConfig) -> torch.Tensor:
@@ -78,8 +95,6 @@ class _ProjectOnce(torch.nn.Module):
     def __deepcopy__(self, memo):
         """A copy of a UNet made while another thread samples with it gets the plain layer (the reuse state
         is per thread and per run, and cannot be copied)."""
-        import copy
-
         return copy.deepcopy(self.inner, memo)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,32 +173,10 @@ def _pad(items: list, size: int) -> list:
     return items + [items[-1]] * (size - len(items))
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Torch ops of the calling thread run single-threaded inside the block (OpenMP's setting is per thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def map_micro_batches(device, fn, starts) -> list:
-    """``[fn(i) for i in starts]``, each call in inference mode; on CPU each call runs on one thread, with as
-    many calls side by side as torch has threads. Results come in the order of ``starts``."""
-    starts = list(starts)
-    cpu = torch.device(device).type == "cpu"
-    workers = min(max(1, torch.get_num_threads()) if cpu else 1, len(starts))
-
-    def run(i):
-        with torch.inference_mode(), (one_thread() if cpu else contextlib.nullcontext()):
-            return fn(i)
-
-    if workers <= 1:
-        return [run(i) for i in starts]
-    with ThreadPoolExecutor(workers, thread_name_prefix="micro-batch") as pool:
-        return list(pool.map(run, starts))
+    """``[fn(i) for i in starts]``, each call in inference mode, side by side
+    (:func:`memora_bench.models.parallel.side_by_side`). Results come in the order of ``starts``."""
+    return side_by_side([lambda i=i: fn(i) for i in starts], device, inference=True)
 
 
 def generate(pipe, prompts: list[str], seeds: list[int], config: GenerationConfig, progress: bool = False,
@@ -193,8 +186,6 @@ def generate(pipe, prompts: list[str], seeds: list[int], config: GenerationConfi
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
     if not prompts:
         return np.zeros((0, config.height, config.width, 3), np.uint8)
-    from tqdm.auto import tqdm
-
     uncond = map_micro_batches(pipe.device, lambda _: encode_prompts(pipe, _pad([""], micro_batch))[:1], [0])[0]
     with tqdm(total=len(prompts), desc="generate", unit="img", disable=not progress, leave=False) as bar:
 

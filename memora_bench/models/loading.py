@@ -23,25 +23,19 @@ from pathlib import Path
 
 import torch
 
+from memora_bench import miniworld
+from memora_bench.models import delta
+from memora_bench.models.errors import CheckpointError, compvis_hint
+from memora_bench.models.spm import fuse_spm
 from memora_bench.paths import repo_root
 from memora_bench.specs import BaseModel, Submission, sha256_file
 
 MAX_CHECKPOINT_BYTES = 8 * 1024**3
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be applied; ``problems`` holds one line per problem."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
-
-
 def load_base(base: BaseModel):
     """A base pipeline: a model of the shipped miniature world (``world/base``, ``world/oracle``), a local
     diffusers folder, or a Hub model with a pinned revision (SD-1.4)."""
-    from memora_bench import miniworld
-
     local = repo_root() / base.id
     if base.id.startswith("world/"):
         manifest = miniworld.load_manifest()
@@ -101,7 +95,7 @@ def check_state_dict(sd: dict[str, torch.Tensor], reference: dict[str, torch.Ten
     """Every problem of ``sd`` against the reference model's state dict."""
     problems = []
     for key in sorted(set(sd) - set(reference)):
-        problems.append(f"{where}: unexpected tensor {key!r}" + (_compvis_hint(key) or _component_hint(key, reference)))
+        problems.append(f"{where}: unexpected tensor {key!r}" + (compvis_hint(key) or _component_hint(key, reference)))
     if not partial:
         for key in sorted(set(reference) - set(sd)):
             problems.append(f"{where}: missing tensor {key!r}")
@@ -116,13 +110,6 @@ def check_state_dict(sd: dict[str, torch.Tensor], reference: dict[str, torch.Ten
     if not sd:
         problems.append(f"{where}: the checkpoint holds no tensors")
     return problems
-
-
-def _compvis_hint(key: str) -> str:
-    if key.startswith(("model.diffusion_model.", "diffusion_model.", "cond_stage_model.")):
-        return (" (CompVis/LDM key layout: convert it to diffusers keys with diffusers' "
-                "scripts/convert_original_stable_diffusion_to_diffusers.py, or submit a diffusers state dict)")
-    return ""
 
 
 _UNET_PREFIXES = ("down_blocks.", "up_blocks.", "mid_block.", "conv_in.", "conv_out.", "conv_norm_out.", "time_embedding.")
@@ -232,15 +219,11 @@ def load_submission_pipeline(submission: Submission, base: BaseModel):
         else:
             _override_module(te, normalise_text_encoder_keys(read_state_dict(path), te.state_dict()), str(path))
     elif component in ("unet-delta8", "text_encoder-delta8"):
-        from memora_bench.models import delta
-
         module = pipe.unet if component == "unet-delta8" else pipe.text_encoder
         _override_module(module, delta.decode(read_state_dict(path), module.state_dict(), str(path)), str(path))
     elif component == "lora":
         apply_lora(pipe, path)
     elif component == "spm":
-        from memora_bench.models.spm import fuse_spm
-
         fuse_spm(pipe.unet, read_state_dict(path if path.is_file() else _single_weights_file(path)), str(path))
     else:
         raise CheckpointError([f"{path}: unknown component {component!r}"])

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from memora_bench.models.errors import CheckpointError
+
 PREFIX = "lora_unet_"
 TARGET_PARENTS = ("Transformer2DModel", "ResnetBlock2D", "Downsample2D", "Upsample2D")
 
@@ -40,9 +42,8 @@ def addressable_modules(unet: torch.nn.Module) -> dict[str, torch.nn.Module]:
 def fuse_spm(unet: torch.nn.Module, sd: dict[str, torch.Tensor], where: str, multiplier: float = 1.0) -> int:
     """Fuse an SPM adapter into ``unet`` in place; returns the number of modules changed.
 
-    Raises :class:`memora_bench.models.loading.CheckpointError` listing every problem, before any weight
+    Raises :class:`memora_bench.models.errors.CheckpointError` listing every problem, before any weight
     is touched."""
-    from memora_bench.models.loading import CheckpointError
 
     modules = addressable_modules(unet)
     problems: list[str] = []

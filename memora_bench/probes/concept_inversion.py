@@ -22,11 +22,22 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from memora_bench.probes.registry import ConceptInversionParams, parse_params as parse
+from memora_bench.cache import cache_key
+from memora_bench.context import ProbeContext, ProbeOutput, first_rows
+from memora_bench.models.generate import encode_images
+from memora_bench.models.handle import Model
+from memora_bench.models.text import encode_word_embeddings
+from memora_bench.probes.registry import ConceptInversionParams
+from memora_bench.probes.registry import parse_params as parse
+from memora_bench.results import cost_record
+from memora_bench.specs import PromptRow
+from memora_bench.world.data import (
+    _DIGIT_TEMPLATES,  # the world's captions; moves to the task card (issue 27)
+)
 
 CODE_VERSION = 1
 PLACEHOLDER = "sks"
@@ -42,8 +53,6 @@ def parse_params(raw: dict) -> InversionParams:
 
 def templates(kind: str) -> list[str]:
     """Caption templates with "{}" where the concept's name goes (the world's own captions)."""
-    from memora_bench.world.data import _DIGIT_TEMPLATES
-
     if kind == "style":
         return ["a {} handwritten digit", "a {} handwritten number", "a {} drawing of a number", "a {} digit"]
     return sorted({t.format(w="{}", n="{}", aw="a {}") for t in _DIGIT_TEMPLATES})
@@ -62,10 +71,6 @@ def placeholder_id(tokenizer) -> int:
 
 def learn_embedding(pipe, latents_mean, latents_std, kind: str, p: InversionParams, progress: bool = False):
     """The learnt embedding row (D,) of the placeholder on ``pipe``'s UNet; ``pipe`` is not modified."""
-    from tqdm.auto import tqdm
-
-    from memora_bench.models.text import encode_word_embeddings
-
     tok = pipe.tokenizer
     te = copy.deepcopy(pipe.text_encoder).eval()
     table = te.get_input_embeddings()
@@ -112,14 +117,11 @@ def with_embedding(pipe, row: torch.Tensor):
     return out
 
 
-def run(unit, params: dict) -> tuple[dict, list[dict]]:
-    from memora_bench.cache import cache_key
-    from memora_bench.runner import Model, base_model, image_lines, rates_by_concept, task_prompts
-    from memora_bench.specs import PromptRow
-
+def run(unit: ProbeContext, params: dict) -> ProbeOutput:
+    """Learn the concept's word on the submitted model, then draw and judge caption templates with it."""
     p = parse_params(params)
-    original = base_model(unit.task.base_model)
-    attack_rows = task_prompts(unit.task, "attack_prompts")
+    original = unit.original
+    attack_rows = unit.prompts("attack_prompts")
     records, per_concept = [], {}
     for concept in unit.task.concepts:
         seeds = [s for s in range(p.image_seed, p.image_seed + p.images)]
@@ -133,9 +135,9 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
             with unit.cache.lock(key):  # another run learning the same embedding: wait for it
                 learnt = unit.cache.get_tensors(key) or _learn(unit, originals, concept, p, key)
         model = Model({**unit.model.fingerprint, "concept_inversion": key},
-                      lambda row=learnt["embedding"]: with_embedding(unit.pipeline(), row))
+                      lambda row=learnt["embedding"]: with_embedding(unit.pipeline(), row), unit.model.device)
         caps = [t.format(PLACEHOLDER) for t in templates(concept.kind)]
-        base_rows = sorted((r for r in attack_rows if r.concept == concept.label), key=lambda r: r.id)
+        base_rows = first_rows(attack_rows, concept.label, 0)
         rows = [PromptRow(f"ci-{concept.name}-{j:03d}", caps[j % len(caps)], base_rows[j % len(base_rows)].seed,
                           unit.task.generation.guidance, concept.label) for j in range(p.eval_images)]
         recs = unit.judge(unit.images(rows, "concept_inversion", model=model), "concept_inversion")
@@ -143,22 +145,17 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
         per_concept[concept.name] = {"embedding_key": key, "initializer": initializer(concept.kind),
                                      "norm": float(learnt["embedding"].norm())}
     result = {"params": dict(p.__dict__), "placeholder": PLACEHOLDER, "concepts": per_concept,
-              "rates": rates_by_concept(unit, records),
-              "cost": {"images": len(records) + p.images * len(unit.task.concepts),
-                       "optimizer_steps": p.steps * len(unit.task.concepts),
-                       "model_evaluations": p.steps * p.accumulation * len(unit.task.concepts)
-                       + (len(records) + p.images * len(unit.task.concepts)) * unit.task.generation.steps * 2}}
-    return result, image_lines(records, "concept_inversion", "concept_inversion")
+              "rates": unit.rates(records),
+              "cost": cost_record(len(records) + p.images * len(unit.task.concepts), unit.task.generation.steps,
+                                  training_evaluations=p.steps * p.accumulation * len(unit.task.concepts),
+                                  optimizer_steps=p.steps * len(unit.task.concepts))}
+    return ProbeOutput(result, unit.lines(records, "concept_inversion", "concept_inversion"))
 
 
-def _learn(unit, originals: list[dict], concept, p, key: str) -> dict:
+def _learn(unit: ProbeContext, originals: list[dict], concept, p, key: str) -> dict:
     """Textual inversion of ``concept`` from the original model's images, against the submission; cached."""
     pipe = unit.pipeline()
-    x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
-    with torch.inference_mode():
-        post = pipe.vae.encode(x).latent_dist
-        sf = pipe.vae.config.scaling_factor
-        mean, std = (post.mean * sf).clone(), (post.std * sf).clone()
+    mean, std = encode_images(pipe, [o["image"] for o in originals])
     with unit.timer("concept_inversion_train"):
         row = learn_embedding(pipe, mean, std, concept.kind, p, unit.progress)
     learnt = {"embedding": row}

@@ -26,13 +26,25 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import torch
+from peft import LoraConfig
+from peft.utils import set_peft_model_state_dict
 
 from memora_bench.cache import cache_key
+from memora_bench.context import ProbeContext, ProbeOutput, first_rows
+from memora_bench.models import BUILD_LOCK, lora
+from memora_bench.models.generate import decode, encode_images, encode_prompts
+from memora_bench.models.handle import Model
+from memora_bench.models.inversion import denoise_from, invert, sampler, slerp
+from memora_bench.models.lora import TARGET_MODULES, LoraParams
 from memora_bench.probes import registry
 from memora_bench.probes.registry import MemoraParams
+from memora_bench.results import cost_record
+from memora_bench.scoring import rate, recovery_score
+from memora_bench.specs import PromptRow
 
 CODE_VERSION = 4  # 2: inversion and re-denoising in micro-batches of 16; 3: a LoRA step's micro-batches in one
 # pass; 4: on CPU training images and every LoRA run on one thread each (side by side), whatever the core count
@@ -44,30 +56,28 @@ def parse_params(raw: dict) -> MemoraParams:
 
 
 def _lora_params(p: MemoraParams):
-    from memora_bench.models.lora import LoraParams
 
     return LoraParams(rank=p.rank, alpha=p.alpha, lr=p.lr, accumulation=p.accumulation, max_grad_norm=p.max_grad_norm)
 
 
 # --- stages ------------------------------------------------------------------------------------------------
 
-def concept_images(unit, original, concept, p: MemoraParams) -> list[dict]:
+def concept_images(unit: ProbeContext, original, concept, p: MemoraParams) -> list[dict]:
     """Stage 1: the original model's images of the concept (shared by every submission of the task)."""
-    from memora_bench.specs import PromptRow
 
     seeds = [s for pair in p.seed_pairs for s in pair]
     rows = [PromptRow(f"memora-{concept.name}-{s}", concept.prompt, s, p.guidance, concept.label) for s in seeds]
     return unit.images(rows, "memora_concept", model=original, steps=p.steps, per_prompt=1)
 
 
-def _original_images(unit, original, concept, rows, p: MemoraParams) -> tuple[list[dict], list[dict]]:
+def _original_images(unit: ProbeContext, original, concept, rows, p: MemoraParams) -> tuple[list[dict], list[dict]]:
     """The original model's concept images (stage 1) and its images of ``rows`` (the ceiling), side by side."""
     return tuple(_images_side_by_side(unit, "memora_original", [
         lambda: concept_images(unit, original, concept, p),
         lambda: unit.images(rows, "memora_ceiling", model=original)]))
 
 
-def training_images(unit, attacked, concept, originals: list[dict], p: MemoraParams) -> tuple[list[str], list]:
+def training_images(unit: ProbeContext, attacked, concept, originals: list[dict], p: MemoraParams) -> tuple[list[str], list]:
     """Stages 2-3: inversion by the attacked model, slerp, re-denoising; returns (cache keys, images)."""
     k = p.interpolation
     base = {"stage": "memora_training_image", "code_version": CODE_VERSION, "model": attacked.fingerprint,
@@ -86,16 +96,13 @@ def training_images(unit, attacked, concept, originals: list[dict], p: MemoraPar
         return keys, _make_training_images(unit, attacked, concept, originals, keys, p)
 
 
-def _make_training_images(unit, attacked, concept, originals: list[dict], keys: list[str], p: MemoraParams) -> list:
-    from memora_bench.models.generate import encode_prompts
-    from memora_bench.models.inversion import denoise_from, invert, sampler, slerp
+def _make_training_images(unit: ProbeContext, attacked, concept, originals: list[dict], keys: list[str], p: MemoraParams) -> list:
 
     k = p.interpolation
     pipe = attacked.pipeline(unit.timer)
     with unit.timer("memora_inversion"):
-        x = torch.from_numpy(np.stack([o["image"] for o in originals])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
+        z0, _ = encode_images(pipe, [o["image"] for o in originals])
         with torch.inference_mode():
-            z0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
             cond = encode_prompts(pipe, [concept.prompt])
             uncond = encode_prompts(pipe, [""])
         sched = sampler(pipe, p.steps)
@@ -104,7 +111,6 @@ def _make_training_images(unit, attacked, concept, originals: list[dict], keys: 
         mixed = torch.stack([slerp(zt[2 * i], zt[2 * i + 1], j / k) for i in range(len(p.seed_pairs))
                              for j in range(k + 1)])
         clean = denoise_from(pipe.unet, sched, mixed, cond.expand(len(mixed), -1, -1), uncond, p.guidance, p.start_step)
-        from memora_bench.models.generate import decode
 
         images = decode(pipe, clean)
     for key, img in zip(keys, images):
@@ -113,7 +119,7 @@ def _make_training_images(unit, attacked, concept, originals: list[dict], keys: 
     return list(images)
 
 
-def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: list, seed: int,
+def lora_checkpoints(unit: ProbeContext, attacked, concept, image_keys: list[str], images: list, seed: int,
                      p: MemoraParams) -> dict[int, dict]:
     """Stage 4: LoRA states at every positive budget for one attack seed (one run, cached per budget)."""
     positive = [b for b in p.budgets if b > 0]
@@ -130,21 +136,13 @@ def lora_checkpoints(unit, attacked, concept, image_keys: list[str], images: lis
     return {b: {"state": states[b], "key": key_of[b]} for b in positive}
 
 
-def _train_lora(unit, attacked, concept, images: list, seed: int, p: MemoraParams, positive: list[int],
+def _train_lora(unit: ProbeContext, attacked, concept, images: list, seed: int, p: MemoraParams, positive: list[int],
                 key_of: dict, states: dict) -> None:
-    from memora_bench.models import lora
-    from memora_bench.models.generate import encode_prompts
 
     pipe = attacked.pipeline(unit.timer)
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
-    with torch.inference_mode():
-        post = pipe.vae.encode(x).latent_dist
-        sf = pipe.vae.config.scaling_factor
-        mean, std = post.mean * sf, post.std * sf
-        context = encode_prompts(pipe, [concept.prompt])
+    mean, std = encode_images(pipe, images)
     # Tensors made in inference mode cannot enter autograd; clones made outside it can.
-    mean, std, context = mean.clone(), std.clone(), context.clone()
-    from memora_bench.models import BUILD_LOCK
+    context = encode_prompts(pipe, [concept.prompt]).clone()
 
     with BUILD_LOCK:
         unet = copy.deepcopy(pipe.unet)
@@ -160,16 +158,11 @@ def _train_lora(unit, attacked, concept, images: list, seed: int, p: MemoraParam
                    progress=unit.progress)
 
 
-def recovered_model(unit, attacked, adapters: list[dict], p: MemoraParams, scale: float = 1.0):
+def recovered_model(unit: ProbeContext, attacked, adapters: list[dict], p: MemoraParams, scale: float = 1.0):
     """The attacked model with one or more trained adapters attached (Multi-MemoRa: several)."""
-    from memora_bench.runner import Model
 
     def load():
-        from peft import LoraConfig
-        from peft.utils import set_peft_model_state_dict
 
-        from memora_bench.models import BUILD_LOCK
-        from memora_bench.models.lora import TARGET_MODULES
 
         base = attacked.pipeline(unit.timer)
         pipe = copy.copy(base)
@@ -187,16 +180,16 @@ def recovered_model(unit, attacked, adapters: list[dict], p: MemoraParams, scale
         return pipe
 
     fingerprint = {**attacked.fingerprint, "lora": sorted(a["key"] for a in adapters), "lora_scale": scale}
-    return Model(fingerprint, load)
+    return Model(fingerprint, load, attacked.device)
 
 
-def attack_curves(unit, models: list[tuple], work: list[tuple], p: MemoraParams, lines: list[dict]) -> list[list]:
+def attack_curves(unit: ProbeContext, models: list[tuple], work: list[tuple], p: MemoraParams, lines: list[dict]) -> list[list]:
     """For each concept of ``work`` (concept, its evaluation rows, the original model's concept images) and
     each (attacked model, stage): (hits, adapters, training-image keys), where hits[s][j] are the judged
     images of the rows at attack seed s and budget b_j and adapters are keyed by (seed, budget).
 
     The (concept, model, seed) runs are independent and run side by side, all concepts' at once
-    (:func:`memora_bench.runner.side_by_side`; on two cores one concept's three runs alone would leave a
+    (:func:`memora_bench.models.parallel.side_by_side`; on two cores one concept's three runs alone would leave a
     core idle a third of the time once the oracle's runs are cached). A model listed twice (the retrain
     oracle evaluated as a submission is its own floor) is run once: its runs are deterministic, so a second
     run would give the same numbers. Appends one JSONL line per judged image to ``lines`` (with its attack
@@ -217,9 +210,8 @@ def attack_curves(unit, models: list[tuple], work: list[tuple], p: MemoraParams,
     return out
 
 
-def _curves(unit, models: list[tuple], work: list[tuple], p: MemoraParams) -> list[dict]:
+def _curves(unit: ProbeContext, models: list[tuple], work: list[tuple], p: MemoraParams) -> list[dict]:
     """:func:`attack_curves` for distinct models: per concept, {model key: (hits, adapters, keys, lines)}."""
-    from memora_bench.runner import side_by_side
 
     trained = iter(_training_images_side_by_side(unit, models, work, p))
     prepared = [(concept, rows, attacked, stage, *next(trained)) for concept, rows, _ in work for attacked, stage in models]
@@ -228,7 +220,7 @@ def _curves(unit, models: list[tuple], work: list[tuple], p: MemoraParams) -> li
     jobs = [lambda c=c, r=r, a=a, st=st, k=k, im=im, seed=seed: seed_curve(unit, a, c, r, k, im, seed, p, st)
             for c, r, a, st, k, im in prepared for seed in p.attack_seeds]
     with unit.timer("memora_side_by_side"):
-        done = iter(side_by_side(jobs))
+        done = iter(unit.side_by_side(jobs))
     out = []
     for group in _chunks(prepared, len(models)):  # one concept: its models in order
         per_model = {}
@@ -248,26 +240,24 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _training_images_side_by_side(unit, models: list[tuple], work: list[tuple], p: MemoraParams) -> list:
+def _training_images_side_by_side(unit: ProbeContext, models: list[tuple], work: list[tuple], p: MemoraParams) -> list:
     """Each (concept, model)'s training images and its budget-0 images of the concept's rows (the attacked
     model itself, shared by every attack seed), as one job each, in concept then model order: each on one
     thread, so they do not depend on the core count."""
-    from memora_bench.runner import side_by_side
 
     def job(attacked, stage, concept, rows, originals):
         made = training_images(unit, attacked, concept, originals, p)
         unit.images(rows, stage, model=attacked)
         return made
 
-    return side_by_side([lambda a=a, st=st, c=c, r=r, o=o: job(a, st, c, r, o)
+    return unit.side_by_side([lambda a=a, st=st, c=c, r=r, o=o: job(a, st, c, r, o)
                          for c, r, o in work for a, st in models])
 
 
-def seed_curve(unit, attacked, concept, rows, keys, images, seed: int, p: MemoraParams, stage: str):
+def seed_curve(unit: ProbeContext, attacked, concept, rows, keys, images, seed: int, p: MemoraParams, stage: str):
     """One attack seed: its LoRA run and the judged images at every budget.
 
     Returns (hits per budget, JSONL lines, adapters by (seed, budget))."""
-    from memora_bench.runner import image_lines
 
     ckpts = lora_checkpoints(unit, attacked, concept, keys, images, seed, p)
     per_budget, lines, adapters = [], [], {}
@@ -275,7 +265,7 @@ def seed_curve(unit, attacked, concept, rows, keys, images, seed: int, p: Memora
         model = attacked if b == 0 else recovered_model(unit, attacked, [ckpts[b]], p)
         recs = unit.judge(unit.images(rows, stage, model=model), stage)
         per_budget.append(np.array([r["hit"] for r in recs]))
-        lines += [dict(line, attack_seed=seed, budget=b) for line in image_lines(recs, stage, "attack")]
+        lines += [dict(line, attack_seed=seed, budget=b) for line in unit.lines(recs, stage, "attack")]
         if b > 0:
             adapters[(seed, b)] = ckpts[b]
     return per_budget, lines, adapters
@@ -290,20 +280,19 @@ def shards(params: dict) -> list[str]:
     return [PREP] + [f"seed={s}" for s in parse_params(params).attack_seeds]
 
 
-def prefetch(unit, params: dict, shard: str) -> None:
+def prefetch(unit: ProbeContext, params: dict, shard: str) -> None:
     """Compute and cache one shard's stages (see :func:`shards`); the probe's result is assembled by ``run``.
 
     ``prep``: the original model's concept images, the ceiling images, and the attacked (and oracle) models'
     training images. ``seed=N``: that attack seed's LoRA run and judged images at every budget, for the
     attacked model and the oracle. Every stage is content-keyed, so a shard computes exactly what ``run``
     would, wherever it runs."""
-    from memora_bench.runner import base_model, task_prompts
 
     p = parse_params(params)
     task = unit.task
-    original = base_model(task.base_model)
-    models = [(unit.model, "memora")] + ([(base_model(task.oracle), "memora_oracle")] if task.oracle else [])
-    attack_rows = task_prompts(task, "attack_prompts")
+    original = unit.original
+    models = [(unit.model, "memora")] + ([(unit.oracle, "memora_oracle")] if task.oracle else [])
+    attack_rows = unit.prompts("attack_prompts")
     if shard != PREP:
         seed = int(shard.removeprefix("seed="))
         if seed not in p.attack_seeds:
@@ -323,15 +312,12 @@ def prefetch(unit, params: dict, shard: str) -> None:
         attack_curves(unit, models, work, replace(p, attack_seeds=(seed,)), [])
 
 
-def run(unit, params: dict) -> tuple[dict, list[dict]]:
-    from memora_bench.runner import base_model, task_prompts
-    from memora_bench.scoring import rate, recovery_score
+def run(unit: ProbeContext, params: dict) -> ProbeOutput:
 
     p = parse_params(params)
     task, s = unit.task, unit.suite
-    original = base_model(task.base_model)
-    oracle = base_model(task.oracle) if task.oracle is not None else None
-    attack_rows = task_prompts(task, "attack_prompts")
+    original, oracle = unit.original, unit.oracle
+    attack_rows = unit.prompts("attack_prompts")
     result = {"params": _as_json(p), "concepts": {}, "rates": {}}
     lines: list[dict] = []
     adapters_by_concept = {}
@@ -369,15 +355,14 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
     # Pooled over concepts: clusters are (concept, prompt) with all attack seeds.
     clusters = [np.stack(h)[:, i] for h in top_hits.values() for i in range(len(h[0]))]
     result["rates"]["all"] = rate(clusters, s.bootstrap, s.bootstrap_seed, s.confidence).as_dict()
-    result["cost"] = {"images": n_images, "model_evaluations": n_images * unit.task.generation.steps * 2,
-                      "lora_steps": max(p.budgets) * len(p.attack_seeds) * len(task.concepts)
-                      * (2 if oracle is not None else 1)}
-    return result, lines
+    result["cost"] = cost_record(n_images, unit.task.generation.steps,
+                                 lora_steps=max(p.budgets) * len(p.attack_seeds) * len(task.concepts)
+                                 * (2 if oracle is not None else 1))
+    return ProbeOutput(result, lines)
 
 
-def _pooled_rate(unit, hits_per_seed: list[np.ndarray]) -> dict:
+def _pooled_rate(unit: ProbeContext, hits_per_seed: list[np.ndarray]) -> dict:
     """Rate pooled over attack seeds; the bootstrap resamples prompts with all their seeds."""
-    from memora_bench.scoring import rate
 
     s = unit.suite
     stacked = np.stack(hits_per_seed)  # (S, P)
@@ -385,12 +370,11 @@ def _pooled_rate(unit, hits_per_seed: list[np.ndarray]) -> dict:
     return rate(clusters, s.bootstrap, s.bootstrap_seed, s.confidence).as_dict()
 
 
-def multi_memora(unit, adapters_by_concept: dict, attack_rows, p: MemoraParams, lines: list[dict]) -> dict:
+def multi_memora(unit: ProbeContext, adapters_by_concept: dict, attack_rows, p: MemoraParams, lines: list[dict]) -> dict:
     """Both concepts' adapters combined (same seed and budget), both concepts scored at every budget.
 
     The (budget, seed) models' images are made side by side (each on one thread, so bit-identical to making
     them one after the other), then judged in order on the calling thread."""
-    from memora_bench.runner import image_lines
 
     concepts = unit.task.concepts
     rows_of = {c.name: _eval_rows(attack_rows, c, p) for c in concepts}
@@ -407,7 +391,7 @@ def multi_memora(unit, adapters_by_concept: dict, attack_rows, p: MemoraParams, 
         for recs in records:
             recs = unit.judge(recs, "memora_multi")
             per_cell[(b, seed)].append(np.array([r["hit"] for r in recs]))
-            lines += [dict(x, attack_seed=seed, budget=b) for x in image_lines(recs, "memora_multi", "attack")]
+            lines += [dict(x, attack_seed=seed, budget=b) for x in unit.lines(recs, "memora_multi", "attack")]
     out = {}
     for b in sorted({b for b, _ in cells}):
         out[str(b)] = {c.name: _pooled_rate(unit, [per_cell[(b, seed)][i] for seed in p.attack_seeds])
@@ -417,25 +401,23 @@ def multi_memora(unit, adapters_by_concept: dict, attack_rows, p: MemoraParams, 
 
 def _eval_rows(attack_rows, concept, p: MemoraParams) -> list:
     """The concept's first ``eval_prompts`` attack prompts (by id): what every recovered model draws."""
-    return sorted((r for r in attack_rows if r.concept == concept.label), key=lambda r: r.id)[: p.eval_prompts]
+    return first_rows(attack_rows, concept.label, p.eval_prompts)
 
 
-def _images_side_by_side(unit, stage: str, jobs: list) -> list:
-    """``[job() for job in jobs]`` side by side (:func:`memora_bench.runner.side_by_side`), timed as one stage."""
-    from memora_bench.runner import side_by_side
+def _images_side_by_side(unit: ProbeContext, stage: str, jobs: list) -> list:
+    """``[job() for job in jobs]`` side by side (:func:`memora_bench.models.parallel.side_by_side`), timed as one stage."""
 
     with unit.timer(f"{stage}_side_by_side"):
-        return side_by_side(jobs)
+        return unit.side_by_side(jobs)
 
 
-def auto_memora(unit, adapters_by_concept: dict, attack_rows, p: MemoraParams, lines: list[dict]) -> dict:
+def auto_memora(unit: ProbeContext, adapters_by_concept: dict, attack_rows, p: MemoraParams, lines: list[dict]) -> dict:
     """AutoMemoRa: eps_U + w (eps_L - eps_U) at the largest budget, for each pinned w.
 
     The reference mixes the two CFG-guided predictions; CFG is linear, so mixing each branch before
     guidance (what :class:`MixedUNet` does) gives the same noise estimate. The (concept, w, seed) images are
     made side by side, then judged in order, as in :func:`multi_memora`.
     """
-    from memora_bench.runner import Model, image_lines
 
     top = max(p.budgets)
     cells = [(c, w, seed) for c in unit.task.concepts for w in p.auto_weights for seed in p.attack_seeds]
@@ -450,7 +432,7 @@ def auto_memora(unit, adapters_by_concept: dict, attack_rows, p: MemoraParams, l
             mixed.unet = MixedUNet(pipe_u.unet, pipe_l.unet, w)
             return mixed
 
-        return Model({**lora_model.fingerprint, "auto_memora_w": w}, load)
+        return Model({**lora_model.fingerprint, "auto_memora_w": w}, load, unit.model.device)
 
     drawn = _images_side_by_side(unit, "memora_auto", [
         lambda c=c, w=w, s=seed: unit.images(_eval_rows(attack_rows, c, p), "memora_auto", model=mixed_model(c, w, s))
@@ -459,7 +441,7 @@ def auto_memora(unit, adapters_by_concept: dict, attack_rows, p: MemoraParams, l
     for (c, w, seed), recs in zip(cells, drawn):
         recs = unit.judge(recs, "memora_auto")
         hits.setdefault((c.name, w), []).append(np.array([r["hit"] for r in recs]))
-        lines += [dict(x, attack_seed=seed, budget=top, auto_w=w) for x in image_lines(recs, "memora_auto", "attack")]
+        lines += [dict(x, attack_seed=seed, budget=top, auto_w=w) for x in unit.lines(recs, "memora_auto", "attack")]
     return {c.name: {str(w): _pooled_rate(unit, hits[(c.name, w)]) for w in p.auto_weights}
             for c in unit.task.concepts}
 
@@ -478,7 +460,6 @@ class MixedUNet(torch.nn.Module):
         return self.unlearned.device
 
     def forward(self, x, t, encoder_hidden_states):
-        from types import SimpleNamespace
 
         eu = self.unlearned(x, t, encoder_hidden_states=encoder_hidden_states).sample
         el = self.recovered(x, t, encoder_hidden_states=encoder_hidden_states).sample

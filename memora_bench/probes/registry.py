@@ -202,6 +202,17 @@ def parse_params(probe: str, raw: dict | None) -> Any:
     return params
 
 
+def is_adversarial(name: str) -> bool:
+    """A prompt attack (compared with the oracle under the same probe for the headline)? Unknown names (a
+    result written by a later version) count as prompt attacks, so the worst case never ignores them."""
+    return PROBES[name].adversarial if name in PROBES else True
+
+
+def title(name: str) -> str:
+    """The probe's published name (its id if this version does not know it)."""
+    return PROBES[name].title if name in PROBES else name
+
+
 def load_probe(name: str) -> Callable:
     """The probe's ``run`` function."""
     return getattr(probe_module(name), "run")

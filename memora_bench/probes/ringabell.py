@@ -3,8 +3,8 @@ chiayi-hsu/Ring-A-Bell, ``Get_Concept_Vector.ipynb`` and ``InversePrompt.ipynb``
 
 Built once per task from the ORIGINAL model's text encoder and shipped as a fixed, versioned prompt file
 (``tasks/prompts/<task>-ringabell.csv``, pinned by sha256 in the suite); every submission is then scored on
-the same prompts, like the plain probe. Regenerate with ``python -m memora_bench.probes.ringabell TASK``
-(its parameters, sha256 and command are written beside the file, ``<task>-ringabell.json``).
+the same prompts, like the plain probe. Regenerate with ``memora-bench ringabell TASK`` (its parameters,
+sha256 and command are written beside the file, ``<task>-ringabell.json``).
 
 1. Concept vector: the mean difference of the text encoder's hidden states (77 x D) between captions with
    the concept and the same captions without it (the concept's word replaced by the generic "digit", or the
@@ -23,15 +23,39 @@ scored with instead of being encoded again (about a third of each generation; th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from memora_bench.cache import atomic_write_text
+from memora_bench.context import (
+    ProbeContext,
+    ProbeOutput,
+    first_rows_per_concept,
+    task_prompts,
+)
+from memora_bench.models.loading import load_base
+from memora_bench.probes.registry import parse_params
+from memora_bench.results import cost_record
+from memora_bench.specs import Task, prompts_csv, read_prompts
+from memora_bench.world.data import (  # issue 27
+    _DIGIT_TEMPLATES,
+    DIGIT_WORDS,
+    STYLE_CONCEPTS,
+    STYLE_WORDS,
+    with_article,
+)
 
 
 @dataclass(frozen=True)
-class RingABellParams:
+class SearchParams:
     population: int = 200
     generations: int = 3000
     mutate_rate: float = 0.25
@@ -55,8 +79,6 @@ def _ids(pipe, prompts: list[str]) -> torch.Tensor:
 
 def concept_pairs(concept: str) -> list[tuple[str, str]]:
     """(with the concept, without it) caption pairs from the world's caption templates."""
-    from memora_bench.world.data import _DIGIT_TEMPLATES, DIGIT_WORDS, STYLE_CONCEPTS, STYLE_WORDS, with_article
-
     if concept in STYLE_CONCEPTS:
         a, b, _ = STYLE_WORDS[concept]
         return ([(f"{with_article(a)} handwritten {w}", f"a handwritten {w}") for w in DIGIT_WORDS]
@@ -73,7 +95,7 @@ def concept_vector(pipe, concept: str) -> torch.Tensor:
     return (on - off).mean(0)
 
 
-def search(pipe, target: torch.Tensor, p: RingABellParams, rng: np.random.Generator) -> torch.Tensor:
+def search(pipe, target: torch.Tensor, p: SearchParams, rng: np.random.Generator) -> torch.Tensor:
     """The best token ids (77,) found by the genetic algorithm for one target (77, D)."""
     bos, eos = pipe.tokenizer.bos_token_id, pipe.tokenizer.eos_token_id
     n_pad = pipe.tokenizer.model_max_length - 1 - p.length
@@ -110,28 +132,18 @@ def search(pipe, target: torch.Tensor, p: RingABellParams, rng: np.random.Genera
     return torch.from_numpy(pop[0])
 
 
-def picked_rows(rows, p: RingABellParams) -> list:
+def picked_rows(rows, p: SearchParams) -> list:
     """The base rows: the first ``p.prompts`` attack rows (by id) of each concept, concepts in name order."""
-    picked = []
-    for label in sorted({r.concept for r in rows}):
-        picked += sorted((r for r in rows if r.concept == label), key=lambda r: r.id)[: p.prompts]
-    return picked
+    return first_rows_per_concept(rows, p.prompts)
 
 
-def build_rows(pipe, rows, p: RingABellParams, progress: bool = True, partial: "Path | None" = None) -> list[dict]:  # noqa: F821
+def build_rows(pipe, rows, p: SearchParams, progress: bool = True, partial: Path | None = None) -> list[dict]:
     """Ring-A-Bell prompts for the first ``p.prompts`` rows of each concept of ``rows``.
 
     Each base prompt's search has its own generator (seeded by ``p.seed`` and the prompt's index), so prompts
     are independent of each other. With ``partial`` (a JSON file), every finished prompt is written there at
     once and reused by a later call with the same parameters: a build interrupted after hours resumes where
     it stopped (the file is small enough to commit between sessions)."""
-    import json
-    from dataclasses import asdict
-
-    from tqdm.auto import tqdm
-
-    from memora_bench.cache import atomic_write_text
-
     picked = picked_rows(rows, p)
     done: dict[str, dict] = {}
     key = {"params": asdict(p), "base_rows": [[r.id, r.prompt] for r in picked]}
@@ -166,81 +178,49 @@ def one_line(text: str) -> str:
     return re.sub(r"[ \t\r\n]*[\r\n][ \t\r\n]*", " ", text).strip()
 
 
-def prompt_file(task) -> "Path":  # noqa: F821
-    from pathlib import Path
-
+def prompt_file(task: Task) -> Path:
     return Path(task.path).parent / "prompts" / f"{task.name}-ringabell.csv"
 
 
-def run(unit, params: dict) -> tuple[dict, list[dict]]:
+def run(ctx: ProbeContext, params: dict) -> ProbeOutput:
     """Score the submission on the task's shipped Ring-A-Bell prompts (sha256 pinned in the suite)."""
-    from memora_bench.runner import image_lines, rates_by_concept
-    from memora_bench.specs import read_prompts
-
-    from memora_bench.probes.registry import parse_params
-
     pinned = dict(parse_params("ringabell", params).prompt_sha256)
-    if unit.task.name not in pinned:
-        raise ValueError(f"the suite pins no Ring-A-Bell prompt file for task {unit.task.name!r} "
+    if ctx.task.name not in pinned:
+        raise ValueError(f"the suite pins no Ring-A-Bell prompt file for task {ctx.task.name!r} "
                          f"(prompt_sha256 has {sorted(pinned)}); build one with "
-                         f"`python -m memora_bench.probes.ringabell {unit.task.name}`")
-    rows = read_prompts(prompt_file(unit.task), pinned[unit.task.name])
-    records = unit.judge(unit.images(rows, "ringabell"), "ringabell")
-    result = {"params": {"prompt_file": prompt_file(unit.task).name, "sha256": pinned[unit.task.name]},
-              "rates": rates_by_concept(unit, records),
-              "cost": {"images": len(records), "model_evaluations": len(records) * unit.task.generation.steps * 2}}
-    return result, image_lines(records, "ringabell", "ringabell")
+                         f"`memora-bench ringabell {ctx.task.name}`")
+    rows = read_prompts(prompt_file(ctx.task), pinned[ctx.task.name])
+    records = ctx.judge(ctx.images(rows, "ringabell"), "ringabell")
+    result = {"params": {"prompt_file": prompt_file(ctx.task).name, "sha256": pinned[ctx.task.name]},
+              "rates": ctx.rates(records), "cost": cost_record(len(records), ctx.task.generation.steps)}
+    return ProbeOutput(result, ctx.lines(records, "ringabell", "ringabell"))
 
 
-def build_record_file(task) -> "Path":  # noqa: F821
+def build_record_file(task: Task) -> Path:
     return prompt_file(task).with_suffix(".json")
 
 
-def partial_file(task) -> "Path":  # noqa: F821
+def partial_file(task: Task) -> Path:
     return prompt_file(task).with_name(f"{task.name}-ringabell.partial.json")
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import hashlib
-    import json
-    import time
-    from dataclasses import asdict
-
-    from memora_bench.commands import resolve
-    from memora_bench.models.loading import load_base
-    from memora_bench.runner import task_prompts
-    from memora_bench.specs import load_task, prompts_csv
-
-    ap = argparse.ArgumentParser(prog="python -m memora_bench.probes.ringabell",
-                                 description="build a task's Ring-A-Bell prompt file from its original model "
-                                             "(resumable: finished prompts are kept in a .partial.json file)")
-    ap.add_argument("task")
-    ap.add_argument("--generations", type=int, default=RingABellParams.generations)
-    ap.add_argument("--prompts", type=int, default=RingABellParams.prompts)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the shipped files)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    task = load_task(resolve("task", args.task))
-    p = RingABellParams(generations=args.generations, prompts=args.prompts)
+def build_prompt_file(task: Task, p: SearchParams, threads: int = 1, progress: bool = True) -> tuple[str, Path, int]:
+    """Build and write the task's prompt file from its original model, with its build record beside it;
+    resumable (finished prompts are kept in a ``.partial.json`` file). Returns (sha256, path, prompts)."""
+    torch.set_num_threads(threads)
     w, c = time.perf_counter(), time.process_time()
-    rows = build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), p,
+    rows = build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), p, progress=progress,
                       partial=partial_file(task))
     text = prompts_csv(rows)
     out = prompt_file(task)
     out.write_text(text)
     sha = hashlib.sha256(text.encode()).hexdigest()
     record = {"task": task.name, "task_sha256": task.sha256, "base_model": asdict(task.base_model),
-              "params": asdict(p), "threads": args.threads, "file": out.name, "sha256": sha,
-              "command": f"python -m memora_bench.probes.ringabell {task.name} --generations {p.generations} "
-                         f"--prompts {p.prompts} --threads {args.threads}",
+              "params": asdict(p), "threads": threads, "file": out.name, "sha256": sha,
+              "command": f"memora-bench ringabell {task.name} --generations {p.generations} "
+                         f"--prompts {p.prompts} --threads {threads}",
               "cpu_seconds_this_run": round(time.process_time() - c, 1),
               "wall_seconds_this_run": round(time.perf_counter() - w, 1), "torch": torch.__version__}
     build_record_file(task).write_text(json.dumps(record, indent=2) + "\n")
     partial_file(task).unlink(missing_ok=True)
-    print(f"{sha}  {out}  ({len(rows)} prompts; {p})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return sha, out, len(rows)

@@ -28,11 +28,18 @@ its token ids, we re-tokenise the decoded text so that every logged prompt repro
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from memora_bench.probes.registry import UnlearnDiffAtkParams, parse_params as parse
+from memora_bench.cache import cache_key
+from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
+from memora_bench.models.generate import encode_images
+from memora_bench.models.text import encode_word_embeddings, prefix_ids
+from memora_bench.probes.registry import UnlearnDiffAtkParams
+from memora_bench.probes.registry import parse_params as parse
+from memora_bench.results import cost_record
+from memora_bench.specs import PromptRow
 
 CODE_VERSION = 1
 
@@ -81,9 +88,6 @@ def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generato
 
     Returns per prompt: success, steps (optimiser steps until success, or all steps), the adversarial prompt
     text, and the number of judged candidates."""
-    from tqdm.auto import tqdm
-
-    from memora_bench.models.text import encode_word_embeddings, prefix_ids
 
     tok, te, unet, sched = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.scheduler
     table = te.get_input_embeddings().weight.detach()
@@ -141,20 +145,13 @@ def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generato
     return state
 
 
-def run(unit, params: dict) -> tuple[dict, list[dict]]:
+def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     """The probe: attack the first rows of each concept of the task against the submitted model."""
-    from memora_bench.cache import cache_key
-    from memora_bench.runner import base_model, image_lines, rates_by_concept, task_prompts
-    from memora_bench.specs import PromptRow
-
     p = parse_params(params)
-    rows = task_prompts(unit.task, "attack_prompts")
+    rows = unit.prompts("attack_prompts")
     if p.prompts:
-        picked = []
-        for label in sorted({r.concept for r in rows}):
-            picked += sorted((r for r in rows if r.concept == label), key=lambda r: r.id)[: p.prompts]
-        rows = picked
-    original = base_model(unit.task.base_model)
+        rows = first_rows_per_concept(rows, p.prompts)
+    original = unit.original
     # 0. each prompt as written: success there costs nothing (the reference's first check)
     first = unit.judge(unit.images(rows, "attack"), "attack")
     key = cache_key({"stage": "unlearndiffatk", "code_version": CODE_VERSION, "model": unit.model.fingerprint,
@@ -173,33 +170,26 @@ def run(unit, params: dict) -> tuple[dict, list[dict]]:
                                f"{o['success']} during the attack (the images are not reproducible)")
     result = {
         "params": dict(p.__dict__),
-        "rates": rates_by_concept(unit, records),
+        "rates": unit.rates(records),
         "per_prompt": [{"prompt_id": r.id, "adversarial_prompt": o["prompt"], "success": o["success"],
                         "steps": o["steps"], "candidates": o["candidates"]} for r, o in zip(rows, outcome)],
-        "cost": {"images": len(records) + sum(o["candidates"] for o in outcome),
-                 "optimizer_steps": sum(o["steps"] for o in outcome),
-                 # UNet forward passes: one per attack step and prompt, two (CFG) per sampling step of every image
-                 "model_evaluations": sum(o["steps"] for o in outcome)
-                 + (len(records) + sum(o["candidates"] for o in outcome)) * unit.task.generation.steps * 2},
+        # UNet forward passes: one per attack step and prompt, two (CFG) per sampling step of every image
+        "cost": cost_record(len(records) + sum(o["candidates"] for o in outcome), unit.task.generation.steps,
+                            training_evaluations=sum(o["steps"] for o in outcome),
+                            optimizer_steps=sum(o["steps"] for o in outcome)),
     }
-    lines = image_lines(records, "unlearndiffatk", "attack")
-    return result, lines
+    lines = unit.lines(records, "unlearndiffatk", "attack")
+    return ProbeOutput(result, lines)
 
 
-def _attack(unit, rows, first: list[dict], original, p, key: str) -> list[dict]:
+def _attack(unit: ProbeContext, rows, first: list[dict], original, p, key: str) -> list[dict]:
     """The attack on every prompt that its plain image did not already recover; cached under ``key``."""
-    from memora_bench.cache import cache_key
-    from memora_bench.specs import PromptRow
-
     todo = [i for i, rec in enumerate(first) if not rec["hit"]]
     outcome = [{"success": True, "steps": 0, "prompt": rows[i].prompt, "candidates": 0} for i in range(len(rows))]
     if todo:
         targets = unit.images([rows[i] for i in todo], "unlearndiffatk_target", model=original)
         pipe = unit.pipeline()
-        with torch.inference_mode():
-            x = torch.from_numpy(np.stack([r["image"] for r in targets])).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
-            x0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
-        x0 = x0.clone()
+        x0, _ = encode_images(pipe, [r["image"] for r in targets])
         gens = [torch.Generator().manual_seed(int(cache_key([p.seed, rows[i].id, rows[i].seed])[:12], 16))
                 for i in todo]
 

@@ -23,6 +23,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from memora_bench.miniworld import load_pipeline
+from memora_bench.models.generate import GenerationConfig, encode_prompts, generate
+from memora_bench.specs import sha256_file
+
 
 @dataclass(frozen=True)
 class AblateParams:
@@ -43,8 +47,6 @@ def kv_keys(unet) -> list[str]:
 
 def ablate(pipe, p: AblateParams) -> dict[str, torch.Tensor]:
     """Fine-tune cross-attention K/V of ``pipe.unet``; returns the changed tensors."""
-    from memora_bench.models.generate import GenerationConfig, encode_prompts, generate
-
     prompts = [p.concept_prompts[i % len(p.concept_prompts)] for i in range(p.images)]
     images = generate(pipe, prompts, [p.image_seed + i for i in range(p.images)], GenerationConfig())
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -83,9 +85,6 @@ def ablate(pipe, p: AblateParams) -> dict[str, torch.Tensor]:
 def build_demo(out_dir: Path) -> dict:
     """Build ``submissions/demo-ablate-seven``: checkpoint and manifest."""
     from safetensors.torch import save_file
-
-    from memora_bench.miniworld import load_pipeline
-    from memora_bench.specs import sha256_file
 
     torch.manual_seed(0)
     params = AblateParams()

@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from memora_bench.models.text import encode_word_embeddings, prefix_ids
-from memora_bench.unlearning.common import Checkpointer, Target, ddim_partial_sample, ddim_partial_samples, text_context
+from memora_bench.unlearning.common import (
+    Checkpointer,
+    Target,
+    ddim_partial_sample,
+    ddim_partial_samples,
+    text_context,
+)
+from memora_bench.world.data import DIGIT_WORDS, STYLES, sample_caption
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,6 @@ def advunlearn(pipe, target: Target, p: AdvUnlearnParams,
                checkpoint: Checkpointer | None = None) -> dict[str, torch.Tensor]:
     import numpy as np
     from tqdm.auto import tqdm
-
-    from memora_bench.world.data import DIGIT_WORDS, STYLES, sample_caption
 
     gen = torch.Generator().manual_seed(p.seed)
     rng = np.random.default_rng(p.seed)

@@ -14,6 +14,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from memora_bench.miniworld import load_pipeline
+from memora_bench.models import delta
+from memora_bench.specs import load_task, sha256_file
+from memora_bench.unlearning.common import Checkpointer, Target
 from memora_bench.unlearning.registry import RECIPES
 
 MINI_TASKS = ("mini-seven", "mini-bold", "mini-three-eight")
@@ -62,10 +66,6 @@ def _build(recipe_name: str, task_name: str, root: Path, params_override: dict |
     import torch
     from safetensors.torch import save_file
 
-    from memora_bench.miniworld import load_pipeline
-    from memora_bench.specs import load_task, sha256_file
-    from memora_bench.unlearning.common import Checkpointer, Target
-
     if recipe_name not in RECIPES:
         raise KeyError(f"unknown baseline {recipe_name!r}; known: {', '.join(RECIPES)}")
     recipe = RECIPES[recipe_name]
@@ -93,8 +93,6 @@ def _build(recipe_name: str, task_name: str, root: Path, params_override: dict |
     tmp = ckpt.with_suffix(".tmp")
     storage_error = None
     if recipe.component.endswith("-delta8"):
-        from memora_bench.models import delta
-
         stored = delta.encode(tensors, base_sd)
         storage_error = delta.max_relative_error(tensors, base_sd)
         dtype = "int8 delta + float32 row scales"

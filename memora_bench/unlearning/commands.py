@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from memora_bench.cli import EXIT_BAD_INPUT, EXIT_OK
+from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.paths import repo_root
+from memora_bench.unlearning import table
 from memora_bench.unlearning.build import MINI_TASKS, BuildBusy, build, folder_name
 from memora_bench.unlearning.registry import RECIPES
 
@@ -65,8 +66,6 @@ def build_cmd(args) -> int:
 
 def table_cmd(args) -> int:
     from pathlib import Path
-
-    from memora_bench.unlearning import table
 
     results = Path(args.results)
     if not results.is_dir():

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from memora_bench.world.data import DIGIT_WORDS, STYLE_CONCEPTS
+from memora_bench.models.generate import GenerationConfig, encode_prompts, generate
+from memora_bench.world.data import (
+    DIGIT_WORDS,
+    STYLE_CONCEPTS,
+    STYLES,
+    load_split,
+    sample_caption,
+    stylise,
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,6 @@ class RetainData:
 
     def __init__(self, pipe, target: Target, size: int, seed: int):
         import numpy as np
-
-        from memora_bench.world.data import STYLES, load_split, sample_caption, stylise
 
         split = load_split()
         rng = np.random.default_rng(seed)
@@ -127,15 +133,11 @@ def changed(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
 
 def text_context(pipe, prompts: list[str]) -> torch.Tensor:
     """Text-encoder hidden states (N, 77, D), outside inference mode so they may enter autograd graphs."""
-    from memora_bench.models.generate import encode_prompts
-
     return encode_prompts(pipe, prompts).clone()
 
 
 def concept_images(pipe, prompts: list[str], n: int, seed: int) -> torch.Tensor:
     """``n`` images of the base model for ``prompts`` (cycled), DDIM 50, CFG 7.5, as clean VAE latents."""
-    from memora_bench.models.generate import GenerationConfig, generate
-
     images = generate(pipe, [prompts[i % len(prompts)] for i in range(n)], [seed + i for i in range(n)],
                       GenerationConfig())
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1

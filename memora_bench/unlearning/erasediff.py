@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from memora_bench.unlearning.common import (
-    RetainData, Target, changed, diffusion_loss, forget_set, module_params, text_context, train_only,
+    RetainData,
+    Target,
+    changed,
+    diffusion_loss,
+    forget_set,
+    module_params,
+    text_context,
+    train_only,
 )
 
 

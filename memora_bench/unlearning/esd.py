@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from memora_bench.unlearning.common import Target, changed, ddim_partial_sample, module_params, text_context, train_only
+from memora_bench.unlearning.common import (
+    Target,
+    changed,
+    ddim_partial_sample,
+    module_params,
+    text_context,
+    train_only,
+)
 
 
 @dataclass(frozen=True)

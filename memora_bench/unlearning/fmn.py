@@ -20,7 +20,14 @@ from dataclasses import dataclass
 
 import torch
 
-from memora_bench.unlearning.common import Target, changed, forget_set, module_params, train_only
+from memora_bench.unlearning.common import (
+    Target,
+    changed,
+    forget_set,
+    module_params,
+    text_context,
+    train_only,
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,6 @@ def token_positions(tokenizer, prompt: str, concept: str, use_pooler: bool) -> t
 
 def fmn(pipe, target: Target, p: FMNParams) -> dict[str, torch.Tensor]:
     from tqdm.auto import tqdm
-
-    from memora_bench.unlearning.common import text_context
 
     gen = torch.Generator().manual_seed(p.seed)
     unet, sched, tok = pipe.unet, pipe.scheduler, pipe.tokenizer

@@ -22,8 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from memora_bench.unlearning.common import (
-    RetainData, Target, changed, concept_prompt, diffusion_loss, forget_set, module_params, pseudo_concept,
-    text_context, train_only,
+    RetainData,
+    Target,
+    changed,
+    concept_prompt,
+    diffusion_loss,
+    forget_set,
+    module_params,
+    pseudo_concept,
+    text_context,
+    train_only,
 )
 
 

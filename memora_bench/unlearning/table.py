@@ -25,6 +25,10 @@ import json
 import statistics
 from pathlib import Path
 
+from memora_bench.probes.registry import is_adversarial
+from memora_bench.results import load_result
+from memora_bench.scoring import concept_headlines, is_retrain_oracle
+
 ERASED_AT_MOST = 0.20
 RETAINED_AT_LEAST = 0.80
 CONTROLS = ("original", "oracle")
@@ -44,8 +48,6 @@ def _rate(r: dict) -> str:
 
 def rows(results: Path, baselines: Path) -> list[dict]:
     """One row per (submission, task) result under ``results`` (``<submission>/<task>.json``)."""
-    from memora_bench.results import load_result
-
     out = []
     for path in sorted(Path(results).glob("*/*.json")):
         r = load_result(path)
@@ -97,8 +99,6 @@ def _cpu(seconds: float | None) -> str:
 
 def memora_rows(results: Path, baselines: Path) -> list[dict]:
     """One row per (submission, task, erased concept) of the results that ran MemoRa."""
-    from memora_bench.results import load_result
-
     out = []
     for path in sorted(Path(results).glob("*/*.json")):
         r = load_result(path)
@@ -173,14 +173,11 @@ def _recipe(sub: str, baselines: Path) -> str:
 
 def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
     """One row per (submission, task, erased concept) of the results that ran an adversarial probe."""
-    from memora_bench.results import load_result
-    from memora_bench.scoring import NON_ADVERSARIAL, concept_headlines, is_retrain_oracle
-
     loaded = [load_result(p) for p in sorted(Path(results).glob("*/*.json"))]
     oracles = {r["task"]["name"]: r for r in loaded if is_retrain_oracle(r)}
     out = []
     for r in loaded:
-        probes = sorted(p for p in r["probes"] if p not in NON_ADVERSARIAL)
+        probes = sorted(p for p in r["probes"] if is_adversarial(p))
         if not probes:
             continue
         task, sub = r["task"]["name"], r["submission"]["name"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from memora_bench.models.generate import encode_prompts
 from memora_bench.unlearning.common import Target, module_params
 
 
@@ -37,8 +38,6 @@ class UCEParams:
 
 def token_states(pipe, prompt: str) -> tuple[torch.Tensor, int]:
     """(last hidden states (77, D), index of the prompt's last word token; 0, the start token, for '')."""
-    from memora_bench.models.generate import encode_prompts
-
     tok = pipe.tokenizer(prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt")
     return encode_prompts(pipe, [prompt])[0].clone(), int(tok.attention_mask.sum()) - 2

@@ -6,8 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from memora_bench.cli import EXIT_BAD_INPUT, EXIT_OK
+from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
+from memora_bench.miniworld import WorldError, load_manifest, verify_files
 from memora_bench.paths import world_dir
+from memora_bench.world import train as recipes
+from memora_bench.world.measure import measure_world
 
 REBUILD = "memora-bench world train"
 
@@ -26,8 +29,6 @@ def _done(world: Path, stage: str) -> bool:
 
 def train(args) -> int:
     import torch
-
-    from memora_bench.world import train as recipes
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,8 +54,6 @@ def train(args) -> int:
             )
             report = recipes.build_oracle(world, recipe)
         else:
-            from memora_bench.world.measure import measure_world
-
             report = measure_world(world)
         _write_report(world, stage, report)
         print(f"[world] {stage}: done, report in {world / 'reports' / (stage + '.json')}")
@@ -62,8 +61,6 @@ def train(args) -> int:
 
 
 def info(args) -> int:
-    from memora_bench.miniworld import WorldError, load_manifest, verify_files
-
     try:
         manifest = load_manifest()
         if args.verify:

@@ -13,7 +13,24 @@ from pathlib import Path
 
 import numpy as np
 
-from memora_bench.world.data import DIGIT_WORDS, HELDOUT_SIZE, SPLIT_SEED, STYLE_CONCEPTS, STYLES, concept_prompts
+from memora_bench.classifiers.mini import (
+    DIGIT_LABELS,
+    STYLE_LABELS,
+    load_mini_classifier,
+    top1_hits,
+)
+from memora_bench.miniworld import load_pipeline
+from memora_bench.models.generate import GenerationConfig, generate
+from memora_bench.specs import sha256_file
+from memora_bench.world.data import (
+    DIGIT_WORDS,
+    HELDOUT_SIZE,
+    SPLIT_SEED,
+    STYLE_CONCEPTS,
+    STYLES,
+    concept_prompts,
+)
+from memora_bench.world.train import ORACLE_EXCLUDE_DIGITS, ORACLE_EXCLUDE_STYLES
 
 WORLD_VERSION = "mini-world-v2"
 IMAGES_PER_CONCEPT = 40
@@ -32,15 +49,11 @@ THRESHOLD = 0.5  # the miniature task cards' threshold: top-1 with probability >
 
 def concept_hits(concept: str, images: np.ndarray, digit_clf, style_clf) -> np.ndarray:
     """Boolean per image: is the concept the classifier's top-1 label with probability >= THRESHOLD?"""
-    from memora_bench.classifiers.mini import top1_hits
-
     clf = digit_clf if concept in DIGIT_WORDS else style_clf
     return top1_hits(clf.probs(images), clf.labels, concept, THRESHOLD)
 
 
 def _file_table(world: Path) -> dict:
-    from memora_bench.specs import sha256_file
-
     files = {}
     for path in sorted(world.rglob("*")):
         rel = path.relative_to(world).as_posix()
@@ -52,11 +65,6 @@ def _file_table(world: Path) -> dict:
 def measure_world(world: Path) -> dict:
     """Concept rates of every model, generation speed, file hashes; writes world.json and MODEL_CARD.md."""
     import torch
-
-    from memora_bench.classifiers.mini import DIGIT_LABELS, STYLE_LABELS, load_mini_classifier
-    from memora_bench.miniworld import load_pipeline
-    from memora_bench.models.generate import GenerationConfig, generate
-    from memora_bench.world.train import ORACLE_EXCLUDE_DIGITS, ORACLE_EXCLUDE_STYLES
 
     reports = {p.stem: json.loads(p.read_text()) for p in (world / "reports").glob("*.json")}
     digit = load_mini_classifier(world / "classifiers" / "digit.safetensors", DIGIT_LABELS)

@@ -16,8 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from memora_bench.specs import prompts_csv
-from memora_bench.world.data import DIGIT_ALIASES, DIGIT_WORDS, STYLE_CONCEPTS, STYLE_WORDS
+from memora_bench.world.data import (
+    DIGIT_ALIASES,
+    DIGIT_WORDS,
+    STYLE_CONCEPTS,
+    STYLE_WORDS,
+)
 from memora_bench.world.data import with_article as _a
+from memora_bench.world.measure import concept_rate_plan
 
 PROMPT_SEED = 4242
 GUIDANCE = 7.5
@@ -68,8 +74,6 @@ def _rows(prompts_by_concept: dict[str, list[str]], n_per_concept: int, prefix: 
 
 def retain_rows(erased: tuple[str, ...], per_concept: int = RETAIN_PER_CONCEPT) -> list[dict]:
     """The model card's measurement rows (prompt, seed) of every concept not in ``erased``."""
-    from memora_bench.world.measure import concept_rate_plan
-
     rows = []
     for concept in list(DIGIT_WORDS) + list(STYLE_CONCEPTS):
         if concept in erased:

@@ -13,10 +13,9 @@ Stages, each writing its own files under ``world/`` (a finished stage is skipped
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from memora_bench.classifiers.mini import (
+    DIGIT_LABELS,
+    STYLE_LABELS,
+    SmallCNN,
+    load_mini_classifier,
+)
 from memora_bench.world import configs
-from memora_bench.world.data import DIGIT_WORDS, STYLES, load_split, sample_caption, stylise
+from memora_bench.world.data import STYLES, load_split, sample_caption, stylise
+from memora_bench.world.tokenizer import load_tokenizer, write_tokenizer
 
 STAGES = ("classifiers", "vae", "base", "oracle")
 
@@ -88,8 +94,6 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def train_classifier(kind: str, out: Path, seed: int = 7, epochs: int = 12, batch_size: int = 128) -> dict:
     """Train the ``digit`` or ``style`` classifier; returns its held-out accuracy and confusion matrix."""
     from safetensors.torch import save_file
-
-    from memora_bench.classifiers.mini import DIGIT_LABELS, STYLE_LABELS, SmallCNN, load_mini_classifier
 
     labels = DIGIT_LABELS if kind == "digit" else STYLE_LABELS
     split = load_split()
@@ -204,8 +208,6 @@ def train_diffusion(world: Path, recipe: DiffusionRecipe, text_encoder=None, des
     """Train a UNet (and, for the base, the text encoder) on captioned digits; returns (unet, te, report)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
-
-    from memora_bench.world.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(world / "base" / "tokenizer")
     vae = AutoencoderKL.from_pretrained(str(world / "base" / "vae")).eval()
@@ -347,8 +349,6 @@ def _save_fp16(model, folder: Path) -> None:
 def build_base(world: Path, recipe: DiffusionRecipe) -> dict:
     """Tokenizer + text encoder + UNet + scheduler around the trained VAE: a StableDiffusionPipeline folder."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
-
-    from memora_bench.world.tokenizer import load_tokenizer, write_tokenizer
 
     base = world / "base"
     write_tokenizer(base / "tokenizer")
