@@ -20,7 +20,8 @@ the counts (files whose stored rates or intervals disagree with their counts are
 intervals, which need the per-prompt hits to recompute. Inputs that cannot be compared are bad input: a
 score missing on one side, two results for one (submission, task), a different task version or prompt
 set, and, unless ``allow_mismatch`` says the comparison is intended, a different suite (name, version,
-file, bootstrap settings), probe parameters or package version.
+file, bootstrap settings), probe parameters or package version, or (except under ``--exact``, whose purpose
+is to check that new code reproduces old counts) results made by different code.
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ def _scores(result: dict) -> dict[str, tuple[dict, bool]]:
     return scores
 
 
-def mismatches(o: dict, n: dict) -> list[str]:
+def mismatches(o: dict, n: dict, across_code: bool = False) -> list[str]:
     """Why two results of one (submission, task) do not measure the same thing: suite, probe parameters,
-    package version (empty if they do)."""
+    package version, and unless ``across_code`` the code that made them (empty if they do)."""
     out = []
     for field in ("name", "version", "sha256", "bootstrap", "bootstrap_seed", "confidence"):
         if o["suite"][field] != n["suite"][field]:
@@ -130,6 +131,10 @@ def mismatches(o: dict, n: dict) -> list[str]:
     if o["environment"]["memora_bench"] != n["environment"]["memora_bench"]:
         out.append(f"memora-bench version differs ({o['environment']['memora_bench']} vs "
                    f"{n['environment']['memora_bench']})")
+    oc, nc = o["environment"].get("code"), n["environment"].get("code")
+    if not across_code and oc != nc:
+        out.append(f"the code that made them differs ({str(oc)[:12]} vs {str(nc)[:12]}; --exact compares across "
+                   f"code versions)")
     return out
 
 
@@ -155,7 +160,7 @@ def compare(old: dict, new: dict, interval: str = "wilson", tolerance: float | N
                                 f"{n['task'][field]}); results of different task versions are not comparable")
         if not allow_mismatch:
             problems += [f"{key[0]} / {key[1]}: {why}; not comparable (pass --allow-mismatch if the comparison "
-                         f"is intended)" for why in mismatches(o, n)]
+                         f"is intended)" for why in mismatches(o, n, across_code=exact)]
         os_, ns = _scores(o), _scores(n)
         oc, nc = o["suite"]["confidence"], n["suite"]["confidence"]
         for name, (orate, gates) in sorted(os_.items()):

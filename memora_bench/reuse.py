@@ -8,12 +8,13 @@ task) is copied from ``DIR/<submission>/<task>.json`` only when everything that 
 - the submission's manifest and checkpoint (sha256), name, method, erased concepts;
 - the suite's bootstrap settings (resamples, seed, confidence);
 - the packages that move numbers (torch, diffusers, transformers, numpy), the device and the micro-batch;
+- the code that made it: the package's content hash (``environment.code``, :mod:`memora_bench.provenance`),
+  so a section made by other code (or by code that did not record its hash) is recomputed;
 - for a probe, its parameters in the earlier suite file (found beside the new suite by name and checked by
   the sha256 the earlier result recorded) equal its parameters in the new suite.
 
-What this cannot check is that the probe's code has not changed since the earlier result was made; the CI
-gate (``make gate``) recomputes two submissions from a cold cache and requires ``--exact`` equality with the
-committed results, reused sections included. The copied section says where it came from (``reused_from``:
+The CI gate (``make gate``) also recomputes two submissions from a cold cache and requires ``--exact``
+equality with the committed results. The copied section says where it came from (``reused_from``:
 the earlier file, its sha256, suite and creation time) and the image lines are copied with it.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from memora_bench.results import load_result, result_paths, submission_record
 from memora_bench.specs import Submission, Suite, Task, load_suite
 
-NUMERIC_PACKAGES = ("torch", "diffusers", "transformers", "numpy", "device", "micro_batch")
+NUMERIC_PACKAGES = ("torch", "diffusers", "transformers", "numpy", "device", "micro_batch", "code")
 
 
 def _earlier_suite_params(suite: Suite, earlier: dict) -> dict[str, dict] | None:
@@ -71,7 +72,7 @@ class Reuse:
             "submission": (earlier["submission"], submission_record(sub)),
             "bootstrap settings": ([earlier["suite"][k] for k in ("bootstrap", "bootstrap_seed", "confidence")],
                                    [suite.bootstrap, suite.bootstrap_seed, suite.confidence]),
-            "packages": ({k: earlier["environment"].get(k) for k in NUMERIC_PACKAGES},
+            "packages and code": ({k: earlier["environment"].get(k) for k in NUMERIC_PACKAGES},
                          {k: environment.get(k) for k in NUMERIC_PACKAGES}),
         }
         differ = [name for name, (a, b) in checks.items() if json.loads(json.dumps(a)) != json.loads(json.dumps(b))]

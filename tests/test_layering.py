@@ -17,7 +17,7 @@ PACKAGE = repo_root() / "memora_bench"
 # matching prefix decides a module's layer.
 LAYERS = [
     ("leaves", ["memora_bench", "memora_bench.exits", "memora_bench.paths", "memora_bench.cache",
-                "memora_bench.timing", "memora_bench.probes.registry", "memora_bench.classifiers.registry",
+                "memora_bench.timing", "memora_bench.provenance", "memora_bench.probes.registry", "memora_bench.classifiers.registry",
                 "memora_bench.probes"]),
     # the miniature world's data and tokenizer are read by the evaluation path too (real digits for the
     # Frechet reference, caption templates); the concept words move to the task cards with issue 27

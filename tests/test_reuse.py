@@ -118,6 +118,19 @@ def test_nothing_is_reused_from_another_submission_or_a_changed_earlier_suite(wo
     assert "its suite file mini-small.yaml" in out and "is not beside" in out
 
 
+def test_a_section_made_by_other_code_is_not_reused(world):
+    root, _ = world
+    other = root / "other-code"
+    shutil.copytree(root / "old", other)
+    path = other / "original" / "mini-seven-small.json"
+    data = json.loads(path.read_text())
+    assert len(data["environment"]["code"]) == 64  # every result records the code that made it
+    data["environment"]["code"] = "f" * 64
+    path.write_text(json.dumps(data))
+    data, out = _reuse_reason(root, PLUS, other, "other-code-run")
+    assert "reused_from" not in data["probes"]["plain"] and "packages and code differ" in out
+
+
 def test_reuse_needs_a_folder_and_the_local_executor(tmp_path):
     res = run_cli("evaluate", "original", "--suite", FIXTURES / "benchmark" / "mini-small.yaml",
                   "--out", tmp_path / "o", "--reuse", tmp_path / "missing")

@@ -212,6 +212,21 @@ def test_compare_refuses_other_probe_parameters_and_package_versions(tmp_path, c
     assert code == 2 and "the parameters of probe plain differ" in said and "memora-bench version differs" in said
 
 
+def test_compare_refuses_results_of_other_code_except_under_exact(tmp_path, capsys):
+    old, new = make_result(), make_result()
+    old["environment"]["code"], new["environment"]["code"] = "a" * 64, "b" * 64
+    code, said = _compare(tmp_path, capsys, old, new)
+    assert code == 2 and "the code that made them differs (aaaaaaaaaaaa vs bbbbbbbbbbbb" in said, said
+    code, said = run(["compare", tmp_path / "old", tmp_path / "new", "--exact"], capsys)
+    assert code == 0, said  # the project's gate: new code must reproduce the old counts
+
+
+def test_code_version_is_a_content_hash_of_the_package():
+    from memora_bench.provenance import code_version
+
+    assert len(code_version()) == 64 and code_version() == code_version()
+
+
 def test_compare_refuses_two_results_for_one_submission_and_task(tmp_path, capsys):
     worse = make_result(plain_k=50)
     worse["_sub"] = "copy"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from memora_bench import __version__
+from memora_bench.provenance import code_version
 from memora_bench.timing import side_by_side_thread
 
 DEVICE_ENV = "MEMORA_BENCH_DEVICE"
@@ -68,7 +69,7 @@ class Runtime:
             "memora_bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "transformers": transformers.__version__,
             "numpy": np.__version__, "device": self.device_name(),
-            "torch_threads": torch.get_num_threads(), "micro_batch": micro_batch,
+            "torch_threads": torch.get_num_threads(), "micro_batch": micro_batch, "code": code_version(),
         }
 
 
