@@ -25,6 +25,7 @@ COMMANDS = {
     "leaderboard": "memora_bench.leaderboard.build:main",
     "world": "memora_bench.world.commands:run",
     "baselines": "memora_bench.unlearning.commands:run",
+    "controls": "memora_bench.unlearning.commands:controls",
 }
 
 
@@ -112,6 +113,13 @@ def build_cli() -> argparse.ArgumentParser:
     lb.add_argument("--out", required=True, help="output folder for the site")
     lb.add_argument("--cache-dir", default=None,
                     help="image cache to copy image strips from (default: $MEMORA_BENCH_CACHE or .cache/memora-bench)")
+
+    co = sub.add_parser("controls", help="known-answer controls (controls/README.md): rebuild the ladder")
+    csub = co.add_subparsers(dest="controls_command", required=True)
+    cb = csub.add_parser("build", help="teach the retrain oracle each task's concepts (fixed seed), write the "
+                                       "ladder controls and measure what each rung knows (q_k)")
+    cb.add_argument("tasks", nargs="+", metavar="TASK", help="miniature task names")
+    cb.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
 
     bl = sub.add_parser("baselines", help="published unlearning methods on the miniature world: list, rebuild, tabulate")
     bsub = bl.add_subparsers(dest="baselines_command", required=True)

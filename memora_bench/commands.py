@@ -26,6 +26,15 @@ from memora_bench.specs import (
 )
 
 
+SUBMISSION_FOLDERS = ("submissions", "baselines", "controls")  # where a submission is found by name
+
+
+def evaluable_submissions() -> list[Path]:
+    """Every manifest ``evaluate`` takes by name: submissions, the baselines and the known-answer controls."""
+    root = repo_root()
+    return [p for place in SUBMISSION_FOLDERS for p in sorted((root / place).glob("*/submission.yaml"))]
+
+
 def resolve(kind: str, ref: str) -> Path:
     """A name (``mini-seven``) or a path to a task card, suite or submission."""
     p = Path(ref)
@@ -39,9 +48,10 @@ def resolve(kind: str, ref: str) -> Path:
     }
     if candidates[kind].exists():
         return candidates[kind]
-    for folder in (root / "baselines").glob(f"{ref}*") if kind == "submission" else []:
-        if (folder / "submission.yaml").exists() and folder.name == ref:
-            return folder / "submission.yaml"
+    for place in SUBMISSION_FOLDERS[1:] if kind == "submission" else ():
+        manifest = root / place / ref / "submission.yaml"
+        if "/" not in ref and manifest.exists():
+            return manifest
     raise SpecError([f"no {kind} named {ref!r} (looked for {p} and {candidates[kind]})"])
 
 
@@ -263,7 +273,7 @@ def validate(args) -> int:
     root = repo_root()
     paths = [Path(p) for p in args.paths] or (
         sorted((root / "tasks").glob("*.yaml")) + sorted((root / "benchmark").glob("*.yaml"))
-        + sorted((root / "submissions").glob("*/submission.yaml")) + sorted((root / "baselines").glob("*/submission.yaml"))
+        + evaluable_submissions()
     )
     problems: list[str] = []
     checked = 0
@@ -331,7 +341,7 @@ def ls(args) -> int:
     elif args.what == "suites":
         items = [p.stem for p in sorted((root / "benchmark").glob("*.yaml"))]
     elif args.what == "submissions":
-        items = [p.parent.name for p in sorted((root / "submissions").glob("*/submission.yaml"))]
+        items = [p.parent.name for p in evaluable_submissions()]
     else:
         items = sorted(PROBES)
     print(json.dumps(items) if args.json else "\n".join(items))

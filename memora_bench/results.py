@@ -52,10 +52,13 @@ def cost_record(images: int, sampling_steps: int, training_evaluations: int = 0,
 
 def submission_record(sub: Submission) -> dict:
     """The submission block of a result file."""
-    return {"name": sub.name, "method": sub.method, "control": sub.control, "manifest_sha256": sub.sha256,
-            "erased": list(sub.erased),
-            "checkpoint": None if sub.checkpoint is None else {
-                "path": sub.checkpoint.path, "sha256": sub.checkpoint.sha256, "component": sub.checkpoint.component}}
+    record = {"name": sub.name, "method": sub.method, "control": sub.control, "manifest_sha256": sub.sha256,
+              "erased": list(sub.erased),
+              "checkpoint": None if sub.checkpoint is None else {
+                  "path": sub.checkpoint.path, "sha256": sub.checkpoint.sha256, "component": sub.checkpoint.component}}
+    if sub.recipe is not None:
+        record["recipe"] = sub.recipe.as_dict()
+    return record
 
 
 def assemble(suite: Suite, task: Task, sub: Submission, probes: dict[str, dict], utility: dict,

@@ -50,8 +50,9 @@ def run_unit(ctx: ProbeContext, out: Path, reuse: Reuse | None = None) -> tuple[
 
 
 def applies(sub: Submission, task: Task) -> bool:
-    """A submission runs the tasks it lists; a control also runs every task on its own base model."""
-    if sub.control and sub.base_model.id == task.base_model.id:
+    """A submission runs the tasks it lists; a control without a recipe (the original model, the oracle) also
+    runs every task on its own base model."""
+    if sub.control and sub.recipe is None and sub.base_model.id == task.base_model.id:
         return True
     return task.name in sub.tasks
 

@@ -288,10 +288,10 @@ def headline_label(memora_label: str | None, probe_rates: dict[str, tuple[dict, 
 
 
 def is_retrain_oracle(result: dict) -> bool:
-    """A result of the retrain oracle: a control with no checkpoint that erased something (the original model
-    is the control that erased nothing)."""
+    """A result of the retrain oracle: a control with no checkpoint and no recipe that erased something (the
+    original model is the control that erased nothing; a known-answer control has a recipe)."""
     s = result["submission"]
-    return bool(s.get("control")) and s.get("checkpoint") is None and bool(s.get("erased"))
+    return bool(s.get("control")) and s.get("checkpoint") is None and not s.get("recipe") and bool(s.get("erased"))
 
 
 def concept_headlines(result: dict, oracle: dict | None) -> list[dict]:

@@ -162,6 +162,18 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How a known-answer control is made from its base model (and checkpoint), applied when it is loaded:
+    ``hide`` replaces the text encoder's token embeddings of each word by those of another word (the
+    concept is hidden from the prompts; the UNet is untouched)."""
+
+    hide: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"hide": [list(pair) for pair in self.hide]}
+
+
+@dataclass(frozen=True)
 class Submission:
     name: str
     method: str
@@ -173,6 +185,7 @@ class Submission:
     checkpoint: Checkpoint | None  # None: the base model itself (the `original` control)
     control: bool = False
     notes: str = ""
+    recipe: Recipe | None = None  # known-answer controls only (memora_bench/unlearning/controls.py)
     path: str = ""
     sha256: str = ""
 
@@ -672,16 +685,32 @@ def load_submission(path: Path) -> Submission:
         checkpoint=ckpt,
         control=r.get(m, "control", bool, "control", False),
         notes=r.get(m, "notes", str, "notes", ""),
+        recipe=_recipe(r, m["recipe"], path, problems) if m.get("recipe") is not None else None,
         path=str(path),
         sha256=sha256_file(path) if path.exists() else "",
     )
     problems += [f"{path}: 'name' {why}" for why in [bad_name(sub.name)] if why and "name" in m]
+    if sub.recipe is not None and not sub.control:
+        problems.append(f"{path}: 'recipe' is for known-answer controls (control: true): a submission's model "
+                        f"is its checkpoint")
     problems += [f"{path}: tasks: {why}" for t in sub.tasks for why in [bad_name(t)] if why]
     if sub.name and sub.name != path.parent.name:
         problems.append(f"{path}: 'name' is {sub.name!r} but the folder is {path.parent.name!r}")
     if problems:
         raise SpecError(problems)
     return sub
+
+
+def _recipe(r: _Reader, data: Any, path: Path, problems: list[str]) -> Recipe:
+    """A known-answer control's recipe: ``hide`` maps each word to the word whose token embeddings replace it."""
+    rm = r.mapping(data, "recipe", {"hide"}, {"hide"})
+    hide = rm.get("hide", {})
+    if not isinstance(hide, dict) or not hide or not all(
+            isinstance(k, (str, int)) and isinstance(v, (str, int)) and str(k).strip() and str(v).strip()
+            for k, v in hide.items()):
+        problems.append(f"{path}: 'recipe.hide' must map each word to hide to a replacement word")
+        return Recipe()
+    return Recipe(tuple((str(k), str(v)) for k, v in hide.items()))
 
 
 def _check_inside(folder: Path, rel: str, problems: list[str], where: str) -> None:

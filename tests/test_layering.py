@@ -21,7 +21,8 @@ LAYERS = [
                 "memora_bench.probes"]),
     # the miniature world's data and tokenizer are read by the evaluation path too (real digits for the
     # Frechet reference, caption templates); the concept words move to the task cards with issue 27
-    ("specs, scores, results", ["memora_bench.specs", "memora_bench.scoring", "memora_bench.results",
+    ("specs, scores, results", ["memora_bench.specs", "memora_bench.scoring", "memora_bench.verdict",
+                                "memora_bench.results",
                                 "memora_bench.prompt_sources", "memora_bench.miniworld", "memora_bench.world.data",
                                 "memora_bench.world.tokenizer", "memora_bench.world.configs"]),
     ("models, classifiers", ["memora_bench.models", "memora_bench.classifiers"]),
@@ -47,7 +48,8 @@ def layer(module: str) -> int:
     for i, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
             exact = module == prefix
-            under = prefix.endswith(".") and module.startswith(prefix) or module.startswith(prefix + ".")
+            under = prefix != "memora_bench" and (prefix.endswith(".") and module.startswith(prefix)
+                                                  or module.startswith(prefix + "."))
             if exact or under:
                 length = len(prefix) + (1 if exact else 0)
                 if best is None or length > best[0]:

@@ -181,7 +181,7 @@ def _original_for(results, task: str, base: dict):
     for (sub, t), (data, path) in sorted(results.items()):
         s = data["submission"]
         if (t == task and s.get("control") and s.get("checkpoint") is None and not s.get("erased")
-                and data["base_model"] == base):
+                and not s.get("recipe") and data["base_model"] == base):
             return data, path
     return None
 

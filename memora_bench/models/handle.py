@@ -42,6 +42,8 @@ def submission_model(sub: Submission, verified_sha256: str | None, device: str =
         "base": sub.base_model.id, "revision": sub.base_model.revision,
         "checkpoint": None if ck is None else {"sha256": verified_sha256, "component": ck.component},
     }
+    if sub.recipe is not None:  # a known-answer control: the recipe is part of what determines its weights
+        fingerprint["recipe"] = sub.recipe.as_dict()
     return Model(fingerprint, lambda: load_submission_pipeline(sub, sub.base_model), device)
 
 

@@ -27,6 +27,7 @@ from memora_bench import miniworld
 from memora_bench.models import delta
 from memora_bench.models.errors import CheckpointError, compvis_hint
 from memora_bench.models.spm import fuse_spm
+from memora_bench.models.text import hide_words
 from memora_bench.paths import repo_root
 from memora_bench.specs import BaseModel, Submission, sha256_file
 
@@ -201,7 +202,15 @@ def folder_sha256(folder: Path) -> str:
 
 
 def load_submission_pipeline(submission: Submission, base: BaseModel):
-    """The base model with the submission's declared component applied (or the base itself for a control)."""
+    """The base model with the submission's declared component applied (or the base itself for a control),
+    then a known-answer control's recipe (:func:`memora_bench.models.text.hide_words`)."""
+    pipe = _with_checkpoint(submission, base)
+    if submission.recipe is not None:
+        hide_words(pipe, submission.recipe.hide)
+    return pipe
+
+
+def _with_checkpoint(submission: Submission, base: BaseModel):
     if submission.checkpoint is None:
         return load_base(base)
     path = verify_checkpoint_file(submission)

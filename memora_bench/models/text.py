@@ -20,3 +20,26 @@ def prefix_ids(ids: torch.Tensor, k: int) -> torch.Tensor:
     """Token ids with ``k`` placeholder positions after the start token (the prompt shifted right, the last
     ``k`` padding positions dropped), for prompts whose first ``k`` words are replaced by free embeddings."""
     return torch.cat([ids[:, :1], ids[:, 1 : 1 + k], ids[:, 1:-k]], dim=1)
+
+
+def hide_words(pipe, pairs) -> dict[int, int]:
+    """Replace, in ``pipe``'s text encoder, the token embedding of every token of each word by the embedding of
+    the replacement word's token at the same position (its last token when it has fewer): prompts that name
+    the word now name the replacement, and nothing else changes (the known-answer controls' "hidden" models).
+    Returns {replaced token id: source token id}. A token of two hidden words gets the first word's
+    replacement; a hidden token that is also a replacement source keeps the source's original embedding."""
+    tok = pipe.tokenizer
+    table = pipe.text_encoder.get_input_embeddings().weight
+    mapping: dict[int, int] = {}
+    for word, replacement in pairs:
+        ids = tok(word, add_special_tokens=False).input_ids
+        repl = tok(replacement, add_special_tokens=False).input_ids
+        if not ids or not repl:
+            raise ValueError(f"hide {word!r} -> {replacement!r}: a word with no tokens")
+        for i, tid in enumerate(ids):
+            mapping.setdefault(tid, repl[min(i, len(repl) - 1)])
+    with torch.no_grad():
+        original = table.detach().clone()
+        for tid, src in mapping.items():
+            table[tid] = original[src]
+    return mapping

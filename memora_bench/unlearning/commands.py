@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
+import torch
+
 from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.paths import repo_root
 from memora_bench.unlearning import table
 from memora_bench.unlearning.build import MINI_TASKS, BuildBusy, build, folder_name
+from memora_bench.unlearning.controls import build_ladder
 from memora_bench.unlearning.registry import RECIPES
 
 
@@ -111,3 +114,19 @@ def table_cmd(args) -> int:
 def run(args) -> int:
     handlers = {"ls": ls, "build": build_cmd, "table": table_cmd}
     return handlers[args.baselines_command](args)
+
+
+def controls(args) -> int:
+    """``memora-bench controls build TASK...``: the ladder of known-answer controls (controls/README.md)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    unknown = [t for t in args.tasks if t not in MINI_TASKS]
+    if unknown:
+        print(f"error: not a miniature task: {', '.join(unknown)} (expected {', '.join(MINI_TASKS)})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for task in args.tasks:
+        for manifest in build_ladder(task):
+            record = json.loads((manifest.parent / "build.json").read_text())
+            q = record["q_k"]
+            print(f"{manifest.parent.name}: k {record['k']}, un-hidden plain {q['k']}/{q['n']} ({100 * q['rate']:.1f} %)")
+    return EXIT_OK
