@@ -67,3 +67,42 @@ def test_images_are_logged_with_budget_and_seed(runs):
     memora = [x for x in lines if x["probe"] == "memora"]
     assert {x["budget"] for x in memora} == {0, 2} and {x["attack_seed"] for x in memora} == {0}
     assert len(memora) == 4 * 2
+
+
+def test_the_excess_score_records_evidence_a_verdict_and_the_judged_training_images(tmp_path):
+    """mini-v4's MemoRa (score: excess, constant rate): every budget compared with the oracle, the original is
+    STM against a model that never learned the concept, the oracle is LTM against itself."""
+    suite = tmp_path / "benchmark" / "v4-small.yaml"
+    suite.parent.mkdir()
+    suite.write_text(SUITE.read_text().replace("name: mini-memora-small", "name: v4-small")
+                     .replace("    auto_weights: [0.5]\n", "    auto_weights: [1.0]\n    lr: 0.0005\n"
+                              "    schedule: constant\n    score: excess\n    stm_excess: 0.5\n"
+                              "    family_alpha: 0.05\n"))
+    (tmp_path / "tasks").symlink_to(ROOT / "tests" / "fixtures" / "tasks")
+    oracle = tmp_path / "subs" / "oracle"
+    oracle.mkdir(parents=True)
+    (oracle / "submission.yaml").write_text(
+        "name: oracle\nmethod: retrain oracle (control)\nauthors: [memora-bench]\nreference: r\n"
+        "base_model: {id: world/oracle, revision: mini-world-v2}\nerased: []\ntasks: [mini-seven-small]\n"
+        "checkpoint: null\ncontrol: true\n")
+    res = run_cli("evaluate", "original", oracle, "--suite", suite, "--out", tmp_path / "out", "--cache-dir",
+                  tmp_path / "cache")
+    assert res.returncode == 0, res.stdout + res.stderr
+    original = load_result(tmp_path / "out" / "original" / "mini-seven-small.json")["probes"]["memora"]
+    assert original["params"]["score"] == "excess" and original["params"]["schedule"] == "constant"
+    seven = original["concepts"]["seven"]
+    assert "score" not in seven and [e["budget"] for e in seven["evidence"]] == [0, 2]
+    assert seven["evidence"][0]["k"] == seven["curve"][0]["k"] and seven["evidence"][0]["n"] == 4
+    # The recorded verdict is the verdict of the recorded evidence; four prompts of one seed are too few for
+    # the exact test (2/4 against 0/4: p 0.21), so the original's index says what its label cannot yet.
+    from memora_bench.verdict import Evidence, verdict
+
+    again = verdict([Evidence(**{k: tuple(v) if isinstance(v, list) else v for k, v in e.items() if k != "p_adjusted"})
+                     for e in seven["evidence"]], 0.05, 0.5)
+    assert json.loads(json.dumps(again.as_dict())) == seven["verdict"]
+    assert seven["verdict"]["index"] > 0.4
+    judged = seven["training_images_judged"]
+    assert judged["submission"]["n"] == 9 and judged["oracle"]["n"] == 9
+    assert judged["submission"]["k"] >= judged["oracle"]["k"]  # the original re-denoises sevens; the oracle cannot
+    oracle_seven = load_result(tmp_path / "out" / "oracle" / "mini-seven-small.json")["probes"]["memora"]["concepts"]["seven"]
+    assert oracle_seven["verdict"]["label"] == "LTM" and oracle_seven["verdict"]["index"] == pytest.approx(0.0)

@@ -10,7 +10,8 @@ What the reference script does, and this module with it:
    is the concept prompt (the text encoder is frozen, so its embedding is computed once);
 3. AdamW (lr 1e-4, betas (0.9, 0.999), weight decay 1e-2, eps 1e-8), gradient accumulation over
    ``accumulation`` micro-batches of 1 image, gradient-norm clipping at 1.0, a cosine schedule with no
-   warm-up over the whole run; a *step* (a budget unit) is one optimizer step. The micro-batches of a step
+   warm-up over the whole run (or, as mini-v4 pins, a constant rate: then the checkpoint at budget b is
+   exactly what an attacker who stops at b gets); a *step* (a budget unit) is one optimizer step. The micro-batches of a step
    are drawn in the reference's order and computed in one forward pass (the same gradient: the UNet has no
    batch statistics), 2-4x faster on CPU than one image per pass;
 4. images are shuffled each epoch by a seeded generator.
@@ -42,6 +43,14 @@ class LoraParams:
     max_grad_norm: float = 1.0
     weight_decay: float = 1e-2
     warmup: int = 0
+    schedule: str = "cosine"  # "cosine" over the whole run (the reference's), or "constant"
+
+    def key(self) -> dict:
+        """What a cache key records (the schedule only when not the reference's, so older keys stand)."""
+        d = dict(self.__dict__)
+        if d["schedule"] == "cosine":
+            del d["schedule"]
+        return d
 
 
 def add_adapter(unet, params: LoraParams, seed: int) -> None:
@@ -114,7 +123,7 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
     with torch.enable_grad(), tqdm(total=total, desc="memora lora", disable=not progress, leave=False) as bar:
         for step in range(1, total + 1):
             for g in opt.param_groups:
-                g["lr"] = params.lr * _cosine(step - 1, total, params.warmup)
+                g["lr"] = params.lr * (_cosine(step - 1, total, params.warmup) if params.schedule == "cosine" else 1.0)
             z, noise, t = _micro_batches(latent_mean, latent_std, order, n, params.accumulation,
                                          noise_sched.config.num_train_timesteps, gen)
             z, noise, t = z.to(dev), noise.to(dev), t.to(dev)

@@ -45,6 +45,7 @@ from memora_bench.probes.registry import MemoraParams
 from memora_bench.results import cost_record
 from memora_bench.scoring import rate, recovery_score
 from memora_bench.specs import PromptRow
+from memora_bench.verdict import memora_evidence, verdict
 
 CODE_VERSION = 4  # 2: inversion and re-denoising in micro-batches of 16; 3: a LoRA step's micro-batches in one
 # pass; 4: on CPU training images and every LoRA run on one thread each (side by side), whatever the core count
@@ -56,8 +57,8 @@ def parse_params(raw: dict) -> MemoraParams:
 
 
 def _lora_params(p: MemoraParams):
-
-    return LoraParams(rank=p.rank, alpha=p.alpha, lr=p.lr, accumulation=p.accumulation, max_grad_norm=p.max_grad_norm)
+    return LoraParams(rank=p.rank, alpha=p.alpha, lr=p.lr, accumulation=p.accumulation, max_grad_norm=p.max_grad_norm,
+                      schedule=p.schedule)
 
 
 # --- stages ------------------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def lora_checkpoints(unit: ProbeContext, attacked, concept, image_keys: list[str
     positive = [b for b in p.budgets if b > 0]
     key_of = {b: cache_key({"stage": "memora_lora", "code_version": CODE_VERSION, "model": attacked.fingerprint,
                             "images": image_keys, "prompt": concept.prompt, "seed": seed, "budget": b,
-                            "total": max(positive), "lora": _lora_params(p).__dict__}) for b in positive}
+                            "total": max(positive), "lora": _lora_params(p).key()}) for b in positive}
     states = {b: unit.cache.get_tensors(key) for b, key in key_of.items()}
     if all(s is not None for s in states.values()):
         return {b: {"state": s, "key": key_of[b]} for b, s in states.items()}
@@ -313,12 +314,12 @@ def prefetch(unit: ProbeContext, params: dict, shard: str) -> None:
 
 
 def run(unit: ProbeContext, params: dict) -> ProbeOutput:
-
+    """MemoRa against the submission and the oracle, per concept; Multi- and AutoMemoRa (module docstring)."""
     p = parse_params(params)
     task, s = unit.task, unit.suite
     original, oracle = unit.original, unit.oracle
     attack_rows = unit.prompts("attack_prompts")
-    result = {"params": _as_json(p), "concepts": {}, "rates": {}}
+    result = {"params": registry.recorded(p), "concepts": {}, "rates": {}}
     lines: list[dict] = []
     adapters_by_concept = {}
     top_hits: dict[str, list[np.ndarray]] = {}
@@ -341,9 +342,18 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
         if oracle is not None:
             oracle_hits = curves[1][0]
             entry["oracle_curve"] = [_pooled_rate(unit, [h[j] for h in oracle_hits]) for j in range(len(p.budgets))]
-            score = recovery_score(p.budgets, hits, oracle_hits, ceiling, s.bootstrap, s.bootstrap_seed,
-                                   p.stm_above, p.ltm_below, s.confidence)
-            entry["score"] = score.as_dict()
+            if p.score == "excess":
+                evidence = memora_evidence(p.budgets, hits, oracle_hits, ceiling, s.bootstrap, s.bootstrap_seed,
+                                           s.confidence)
+                entry["evidence"] = [e.as_dict() for e in evidence]
+                entry["verdict"] = verdict(evidence, p.family_alpha, p.stm_excess).as_dict()  # MemoRa's alone
+                entry["training_images_judged"] = {
+                    "submission": _judged_training_images(unit, concept, train_keys),
+                    "oracle": _judged_training_images(unit, concept, curves[1][2])}
+            else:
+                score = recovery_score(p.budgets, hits, oracle_hits, ceiling, s.bootstrap, s.bootstrap_seed,
+                                       p.stm_above, p.ltm_below, s.confidence)
+                entry["score"] = score.as_dict()
         result["concepts"][concept.name] = entry
         # The headline rate of the probe: the recovered model at the largest budget, pooled over seeds.
         result["rates"][concept.label] = entry["curve"][-1]
@@ -359,6 +369,16 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
                                  lora_steps=max(p.budgets) * len(p.attack_seeds) * len(task.concepts)
                                  * (2 if oracle is not None else 1))
     return ProbeOutput(result, lines)
+
+
+def _judged_training_images(unit: ProbeContext, concept, keys: list[str]) -> dict:
+    """How many of an attacked model's training images still show the concept (a strong eraser re-denoises
+    them and may spoil them, which would look like forgetting): their rate, judged like every image."""
+    records = [{"row": PromptRow(f"memora-train-{i:02d}", concept.prompt, 0, 0.0, concept.label),
+                "image": unit.cache.get_image(key), "image_key": key} for i, key in enumerate(keys)]
+    if any(r["image"] is None for r in records):
+        raise RuntimeError("MemoRa: a training image left the cache while the probe ran")
+    return unit.rates(unit.judge(records, "memora_training"))[concept.label]
 
 
 def _pooled_rate(unit: ProbeContext, hits_per_seed: list[np.ndarray]) -> dict:
@@ -464,11 +484,3 @@ class MixedUNet(torch.nn.Module):
         eu = self.unlearned(x, t, encoder_hidden_states=encoder_hidden_states).sample
         el = self.recovered(x, t, encoder_hidden_states=encoder_hidden_states).sample
         return SimpleNamespace(sample=eu + self.w * (el - eu))
-
-
-def _as_json(p: MemoraParams) -> dict:
-    d = dict(p.__dict__)
-    d["seed_pairs"] = [list(x) for x in p.seed_pairs]
-    for k in ("budgets", "attack_seeds", "auto_weights", "headline_budgets"):
-        d[k] = list(d[k])
-    return d

@@ -43,11 +43,24 @@ class MemoraParams:
     eval_prompts: int = 20
     auto_weights: tuple[float, ...] = ()
     headline_budgets: tuple[int, ...] = ()  # the budgets the leaderboard shows (default: the largest)
-    stm_above: float = 0.5
-    ltm_below: float = 0.15
+    stm_above: float = 0.5  # score "memory-index" (mini-v2, mini-v3): STM when M's lower bound is above this
+    ltm_below: float = 0.15  # ... LTM when M's upper bound is below this
+    # mini-v4 (recorded in a result only when set otherwise than here, so older results stay as they were)
+    schedule: str = "cosine"  # the LoRA learning rate: "cosine" over the whole run, or "constant"
+    score: str = "memory-index"  # or "excess": per-budget exact tests and the excess (memora_bench/verdict.py)
+    stm_excess: float = 0.5  # score "excess": STM when a significant comparison's excess is at least this
+    family_alpha: float = 0.05  # score "excess": the family-wise error rate over a concept's comparisons
+
+    RECORDED_WHEN_SET = ("schedule", "score", "stm_excess", "family_alpha")
 
     def problems(self) -> list[str]:
         out = []
+        if self.schedule not in ("cosine", "constant"):
+            out.append(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.score not in ("memory-index", "excess"):
+            out.append(f"score must be 'memory-index' or 'excess', got {self.score!r}")
+        if not 0 < self.family_alpha < 1 or not 0 < self.stm_excess <= 1:
+            out.append("family_alpha must be in (0, 1) and stm_excess in (0, 1]")
         if not self.budgets or list(self.budgets) != sorted(set(self.budgets)) or self.budgets[0] != 0:
             out.append(f"budgets must be increasing and start at 0, got {list(self.budgets)}")
         if not set(self.headline_budgets) <= set(self.budgets):
@@ -128,6 +141,20 @@ PROBES: dict[str, ProbeSpec] = {p.name: p for p in (
     ProbeSpec("concept_inversion", "memora_bench.probes.concept_inversion", ConceptInversionParams,
               "Concept inversion", adversarial=True),
 )}
+
+
+def recorded(params) -> dict:
+    """A probe's parameters as its result records them: every field, lists for tuples, except the fields of
+    ``RECORDED_WHEN_SET`` that still have their default (added by a later suite version: a result made
+    without them reads exactly as it did)."""
+    later = getattr(params, "RECORDED_WHEN_SET", ())
+    out = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if f.name in later and value == f.default:
+            continue
+        out[f.name] = [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, tuple) else value
+    return out
 
 
 class ParamError(ValueError):
