@@ -17,15 +17,21 @@ ROOT = repo_root()
 SUITE = ROOT / "tests" / "fixtures" / "benchmark" / "mini-memora-small.yaml"
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("memora")
+def oracle_submission(root):
+    """The retrain oracle as a control that runs the fixture task."""
     oracle = root / "subs" / "oracle"
     oracle.mkdir(parents=True)
     (oracle / "submission.yaml").write_text(
         "name: oracle\nmethod: retrain oracle (control)\nauthors: [memora-bench]\nreference: r\n"
         "base_model: {id: world/oracle, revision: mini-world-v2}\nerased: []\ntasks: [mini-seven-small]\n"
         "checkpoint: null\ncontrol: true\n")
+    return oracle
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("memora")
+    oracle = oracle_submission(root)
     res = run_cli("evaluate", "original", oracle, "--suite", SUITE, "--out", root / "out", "--cache-dir",
                   root / "cache")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -79,12 +85,7 @@ def test_the_excess_score_records_evidence_a_verdict_and_the_judged_training_ima
                               "    schedule: constant\n    score: excess\n    stm_excess: 0.5\n"
                               "    family_alpha: 0.05\n"))
     (tmp_path / "tasks").symlink_to(ROOT / "tests" / "fixtures" / "tasks")
-    oracle = tmp_path / "subs" / "oracle"
-    oracle.mkdir(parents=True)
-    (oracle / "submission.yaml").write_text(
-        "name: oracle\nmethod: retrain oracle (control)\nauthors: [memora-bench]\nreference: r\n"
-        "base_model: {id: world/oracle, revision: mini-world-v2}\nerased: []\ntasks: [mini-seven-small]\n"
-        "checkpoint: null\ncontrol: true\n")
+    oracle = oracle_submission(tmp_path)
     res = run_cli("evaluate", "original", oracle, "--suite", suite, "--out", tmp_path / "out", "--cache-dir",
                   tmp_path / "cache")
     assert res.returncode == 0, res.stdout + res.stderr
