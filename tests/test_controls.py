@@ -60,3 +60,24 @@ def test_the_committed_controls_cover_every_miniature_task():
             sub = load_submission(CONTROLS / f"hidden-{base}-{task}")
             assert sub.control and sub.recipe is not None and sub.tasks == (task,)
             assert sub.base_model.id == f"world/{'base' if base == 'original' else 'oracle'}"
+
+
+def test_every_committed_ladder_rung_is_its_build_record():
+    from memora_bench.specs import sha256_file
+    from memora_bench.unlearning.controls import ladder_records
+
+    records = ladder_records()
+    assert records, "no ladder built: memora-bench controls build mini-seven"
+    for rec in records:
+        folder = CONTROLS / rec["control"]
+        sub = load_submission(folder)
+        assert sub.checkpoint.sha256 == rec["checkpoint_sha256"] == sha256_file(folder / "teach.safetensors")
+        hidden = load_submission(CONTROLS / rec["hidden_like"])
+        assert sub.recipe == hidden.recipe and sub.base_model == hidden.base_model and sub.tasks == hidden.tasks
+        assert 0 <= rec["q_k"]["k"] <= rec["q_k"]["n"]
+    by_task: dict[str, list] = {}
+    for rec in records:
+        by_task.setdefault(rec["task"], []).append((rec["k"], rec["q_k"]["rate"]))
+    for task, rungs in by_task.items():
+        rates = [q for _, q in sorted(rungs)]
+        assert rates[0] < 0.5 <= rates[-1], f"{task}: the ladder must span from little to most of the concept"
