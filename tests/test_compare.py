@@ -136,9 +136,11 @@ def test_gate_fails_on_a_weakened_real_checkpoint(tmp_path):
     assert memora_cli.main(["evaluate", str(sub), "--suite", "mini-v1", "--tasks", "mini-seven", "--out", str(tmp_path / "out"),
                             "--cache-dir", str(tmp_path / "cache"), "--json"]) == 0
     old, new = repo_root() / "results" / "mini-v1" / "salun-mini-seven", tmp_path / "out" / "salun-mini-seven"
-    res = cli(old, new)
+    res = cli(old, new)  # the committed result predates the code hash: another code version
+    assert res.returncode == 2 and "the code that made them differs" in res.stderr, res.stdout + res.stderr
+    res = cli(old, new, "--allow-mismatch")  # comparing across code versions is intended here
     assert res.returncode == 1 and "REGRESSED" in res.stdout, res.stdout + res.stderr
-    rows = {r["score"]: r for r in json.loads(cli(old, new, "--json").stdout)["rows"]}
+    rows = {r["score"]: r for r in json.loads(cli(old, new, "--json", "--allow-mismatch").stdout)["rows"]}
     seven = rows["plain/seven"]
     assert seven["regressed"] and seven["gates"]
     assert (seven["old_k"], seven["old_n"]) == (2, 60)  # the committed SalUn: 2 of 60 sevens
