@@ -25,7 +25,6 @@ from memora_bench.specs import (
     read_yaml_file,
 )
 
-
 SUBMISSION_FOLDERS = ("submissions", "baselines", "controls")  # where a submission is found by name
 
 

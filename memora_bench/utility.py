@@ -16,12 +16,12 @@ import torch
 from memora_bench import quality
 from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput
-from memora_bench.scoring import frechet_distance
-from memora_bench.world.data import (  # real digits: the Frechet reference (issue 27)
+from memora_bench.digits import (  # real digits: the Frechet reference (issue 27)
     STYLES,
     load_split,
     stylise,
 )
+from memora_bench.scoring import frechet_distance
 
 REFERENCE_CODE_VERSION = 1
 

@@ -19,11 +19,12 @@ LAYERS = [
     ("leaves", ["memora_bench", "memora_bench.exits", "memora_bench.paths", "memora_bench.cache",
                 "memora_bench.timing", "memora_bench.provenance", "memora_bench.probes.registry", "memora_bench.classifiers.registry",
                 "memora_bench.probes"]),
-    # the miniature world's data and tokenizer are read by the evaluation path too (real digits for the
-    # Frechet reference, caption templates); the concept words move to the task cards with issue 27
+    # the miniature world's data (memora_bench.digits: real digits for the Frechet reference, caption
+    # templates) is read by the evaluation path and by the world's training; the concept words move to the
+    # task cards with issue 27
     ("specs, scores, results", ["memora_bench.specs", "memora_bench.scoring", "memora_bench.verdict",
                                 "memora_bench.results",
-                                "memora_bench.prompt_sources", "memora_bench.miniworld", "memora_bench.world.data",
+                                "memora_bench.prompt_sources", "memora_bench.miniworld", "memora_bench.digits",
                                 "memora_bench.world.tokenizer", "memora_bench.world.configs"]),
     ("models, classifiers", ["memora_bench.models", "memora_bench.classifiers"]),
     ("context", ["memora_bench.context"]),
@@ -143,3 +144,12 @@ def test_help_compare_and_the_leaderboard_do_not_load_torch():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_evaluation_path_never_imports_the_worlds_training_package():
+    """DESIGN.md: `unlearning` and `world` use the models and are never imported by the evaluation path."""
+    evaluation = [m for m in MODULES if not m.startswith(("memora_bench.world", "memora_bench.unlearning"))
+                  and m not in ("memora_bench.cli", "memora_bench.commands")]
+    wrong = [f"{a} imports {b}, line {line}" for a, b, _, line in imports()
+             if a in evaluation and b.startswith(("memora_bench.world", "memora_bench.unlearning"))]
+    assert wrong == []

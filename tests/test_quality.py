@@ -172,7 +172,7 @@ def test_evaluate_reports_clip_score_and_fid(tmp_path, monkeypatch, tiny_clip):
     """The whole path through `evaluate` on the miniature world, with the tiny CLIP and feature extractor."""
     from memora_bench import cli
     from memora_bench.results import load_result
-    from memora_bench.world.data import load_split
+    from memora_bench.digits import load_split
 
     card = _quality_task(tmp_path)
     task = load_task(card)

@@ -24,7 +24,7 @@ def test_agrees_with_open_clip_on_every_caption(tokenizer):
     """open_clip's SimpleTokenizer is an independent implementation over the same BPE file."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    from memora_bench.world.data import DIGIT_WORDS, STYLES, caption_choices
+    from memora_bench.digits import DIGIT_WORDS, STYLES, caption_choices
 
     reference = SimpleTokenizer()
     texts = [c for d in range(10) for s in STYLES for c in caption_choices(d, s)]

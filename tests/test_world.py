@@ -30,7 +30,7 @@ def test_every_weight_file_matches_its_sha256(manifest):
 
 
 def test_classifiers_reach_their_accuracy_on_heldout_digits(manifest):
-    from memora_bench.world.data import STYLES, load_split, stylise
+    from memora_bench.digits import STYLES, load_split, stylise
 
     split = load_split()
     digit, style = load_world_classifier("digit"), load_world_classifier("style")
@@ -43,7 +43,7 @@ def test_classifiers_reach_their_accuracy_on_heldout_digits(manifest):
 
 
 def test_base_styles_meet_the_target(manifest):
-    from memora_bench.world.data import STYLE_CONCEPTS
+    from memora_bench.digits import STYLE_CONCEPTS
 
     base = manifest["models"]["base"]["concept_rates"]
     for s in STYLE_CONCEPTS:
@@ -51,7 +51,7 @@ def test_base_styles_meet_the_target(manifest):
 
 
 def test_base_digits_meet_the_target(manifest):
-    from memora_bench.world.data import DIGIT_WORDS
+    from memora_bench.digits import DIGIT_WORDS
 
     base = manifest["models"]["base"]["concept_rates"]
     assert all(base[d] >= 0.90 for d in DIGIT_WORDS), base
@@ -70,7 +70,7 @@ def test_oracle_is_near_chance_on_its_excluded_concepts(manifest):
 
 
 def test_oracle_keeps_the_other_digits(manifest):
-    from memora_bench.world.data import DIGIT_WORDS
+    from memora_bench.digits import DIGIT_WORDS
 
     oracle = _oracle(manifest)
     kept = [d for d in DIGIT_WORDS if d not in oracle["excluded_digits"]]

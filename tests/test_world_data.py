@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from memora_bench.world import data
+from memora_bench import digits as data
 
 
 @pytest.fixture(scope="module")

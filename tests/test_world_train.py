@@ -8,7 +8,7 @@ import torch
 
 from memora_bench.paths import world_dir
 from memora_bench.world import train
-from memora_bench.world.data import DigitSplit, load_split
+from memora_bench.digits import DigitSplit, load_split
 
 
 @pytest.fixture()

@@ -28,6 +28,9 @@ from tqdm.auto import tqdm
 
 from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput, first_rows
+from memora_bench.digits import (
+    _DIGIT_TEMPLATES,  # the world's captions; moves to the task card (issue 27)
+)
 from memora_bench.models.generate import encode_images
 from memora_bench.models.handle import Model
 from memora_bench.models.text import encode_word_embeddings
@@ -35,9 +38,6 @@ from memora_bench.probes.registry import ConceptInversionParams
 from memora_bench.probes.registry import parse_params as parse
 from memora_bench.results import cost_record
 from memora_bench.specs import PromptRow
-from memora_bench.world.data import (
-    _DIGIT_TEMPLATES,  # the world's captions; moves to the task card (issue 27)
-)
 
 CODE_VERSION = 1
 PLACEHOLDER = "sks"

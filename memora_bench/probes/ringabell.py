@@ -41,17 +41,17 @@ from memora_bench.context import (
     first_rows_per_concept,
     task_prompts,
 )
-from memora_bench.models.loading import load_base
-from memora_bench.probes.registry import parse_params
-from memora_bench.results import cost_record
-from memora_bench.specs import Task, prompts_csv, read_prompts
-from memora_bench.world.data import (  # issue 27
+from memora_bench.digits import (  # issue 27
     _DIGIT_TEMPLATES,
     DIGIT_WORDS,
     STYLE_CONCEPTS,
     STYLE_WORDS,
     with_article,
 )
+from memora_bench.models.loading import load_base
+from memora_bench.probes.registry import parse_params
+from memora_bench.results import cost_record
+from memora_bench.specs import Task, prompts_csv, read_prompts
 
 
 @dataclass(frozen=True)

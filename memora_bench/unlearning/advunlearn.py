@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from memora_bench.digits import DIGIT_WORDS, STYLES, sample_caption
 from memora_bench.models.text import encode_word_embeddings, prefix_ids
 from memora_bench.unlearning.common import (
     Checkpointer,
@@ -30,7 +31,6 @@ from memora_bench.unlearning.common import (
     ddim_partial_samples,
     text_context,
 )
-from memora_bench.world.data import DIGIT_WORDS, STYLES, sample_caption
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memora_bench.models.generate import GenerationConfig, encode_prompts, generate
-from memora_bench.world.data import (
+from memora_bench.digits import (
     DIGIT_WORDS,
     STYLE_CONCEPTS,
     STYLES,
@@ -20,6 +19,7 @@ from memora_bench.world.data import (
     sample_caption,
     stylise,
 )
+from memora_bench.models.generate import GenerationConfig, encode_prompts, generate
 
 
 @dataclass(frozen=True)

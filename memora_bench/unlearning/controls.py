@@ -24,13 +24,13 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from memora_bench.cache import Cache
+from memora_bench.digits import DIGIT_WORDS, STYLES, load_split, sample_caption, stylise
 from memora_bench.miniworld import load_pipeline
 from memora_bench.models import lora
 from memora_bench.models.parallel import Runtime
 from memora_bench.paths import repo_root
 from memora_bench.runner import evaluate
 from memora_bench.specs import load_submission, load_suite, load_task, sha256_file
-from memora_bench.world.data import DIGIT_WORDS, STYLES, load_split, sample_caption, stylise
 
 LADDER_STEPS = (10, 25, 50, 100, 200, 400)  # k = 0 is hidden-oracle-<task> itself
 ORACLE_DIGITS_EXCLUDED = (3, 7, 8)  # what the shipped oracle never saw (world/MODEL_CARD.md)

@@ -19,10 +19,7 @@ from memora_bench.classifiers.mini import (
     load_mini_classifier,
     top1_hits,
 )
-from memora_bench.miniworld import load_pipeline
-from memora_bench.models.generate import GenerationConfig, generate
-from memora_bench.specs import sha256_file
-from memora_bench.world.data import (
+from memora_bench.digits import (
     DIGIT_WORDS,
     HELDOUT_SIZE,
     SPLIT_SEED,
@@ -30,6 +27,9 @@ from memora_bench.world.data import (
     STYLES,
     concept_prompts,
 )
+from memora_bench.miniworld import load_pipeline
+from memora_bench.models.generate import GenerationConfig, generate
+from memora_bench.specs import sha256_file
 from memora_bench.world.train import ORACLE_EXCLUDE_DIGITS, ORACLE_EXCLUDE_STYLES
 
 WORLD_VERSION = "mini-world-v2"

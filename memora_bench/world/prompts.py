@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from memora_bench.specs import prompts_csv
-from memora_bench.world.data import (
+from memora_bench.digits import (
     DIGIT_ALIASES,
     DIGIT_WORDS,
     STYLE_CONCEPTS,
     STYLE_WORDS,
 )
-from memora_bench.world.data import with_article as _a
+from memora_bench.digits import with_article as _a
+from memora_bench.specs import prompts_csv
 from memora_bench.world.measure import concept_rate_plan
 
 PROMPT_SEED = 4242

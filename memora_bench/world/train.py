@@ -29,8 +29,8 @@ from memora_bench.classifiers.mini import (
     SmallCNN,
     load_mini_classifier,
 )
+from memora_bench.digits import STYLES, load_split, sample_caption, stylise
 from memora_bench.world import configs
-from memora_bench.world.data import STYLES, load_split, sample_caption, stylise
 from memora_bench.world.tokenizer import load_tokenizer, write_tokenizer
 
 STAGES = ("classifiers", "vae", "base", "oracle")
