@@ -294,9 +294,15 @@ def is_retrain_oracle(result: dict) -> bool:
     return bool(s.get("control")) and s.get("checkpoint") is None and not s.get("recipe") and bool(s.get("erased"))
 
 
-def concept_headlines(result: dict, oracle: dict | None) -> list[dict]:
-    """Per erased concept of ``result``: MemoRa's label and :func:`headline_label` against ``oracle`` (the
-    oracle's result on the same task, or None)."""
+def is_original(result: dict) -> bool:
+    """A result of the original model: a control with no checkpoint and no recipe that erased nothing."""
+    s = result["submission"]
+    return bool(s.get("control")) and s.get("checkpoint") is None and not s.get("recipe") and not s.get("erased")
+
+
+def legacy_headlines(result: dict, oracle: dict | None) -> list[dict]:
+    """Suites up to mini-v3 (MemoRa scored by the memory index): per erased concept, MemoRa's label and
+    :func:`headline_label` against ``oracle`` (the oracle's result on the same task, or None)."""
     probes = result["probes"]
     adversarial = sorted(p for p in probes if is_adversarial(p))
     memora = probes.get("memora")
@@ -309,5 +315,5 @@ def concept_headlines(result: dict, oracle: dict | None) -> list[dict]:
         memora_label = (entry.get("score") or {}).get("label") if entry else None
         label, decided = headline_label(memora_label, rates)
         out.append({"concept": c, "rates": rates, "memora_label": memora_label, "headline": label,
-                    "decided_by": decided})
+                    "decided_by": decided, "verdict": None})
     return out

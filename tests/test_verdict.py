@@ -91,3 +91,64 @@ def test_the_index_is_monotone_in_how_much_comes_back():
 
 def test_no_comparisons_is_undefined():
     assert verdict([]).label == "undefined"
+
+
+# --- the headline of a result file: MemoRa's stored evidence plus the prompt probes against the oracle's result
+
+def _rate(k: int, n: int) -> dict:
+    return {"k": k, "n": n, "rate": k / n}
+
+
+def _result(name: str, plain: int, inversion: int, memora_counts: list[int] | None, erased=("seven",)) -> dict:
+    """A result file's parts that the headline reads: one concept, plain and concept inversion rates (of 60
+    and 20), and MemoRa's per-budget evidence against ORACLE."""
+    concept = {"name": "seven", "label": "7"}
+    probes = {"plain": {"rates": {"7": _rate(plain, 60)}},
+              "concept_inversion": {"rates": {"7": _rate(inversion, 20)}}}
+    if memora_counts is not None:
+        ev = memora(memora_counts)
+        probes["memora"] = {"params": {"family_alpha": 0.05, "stm_excess": 0.5, "budgets": BUDGETS},
+                            "concepts": {"seven": {"evidence": [e.as_dict() for e in ev],
+                                                   "verdict": verdict(ev).as_dict()}}}
+    return {"submission": {"name": name, "control": False, "erased": list(erased)}, "task": {"concepts": [concept]},
+            "suite": {"confidence": 0.95}, "probes": probes}
+
+
+def test_the_headline_of_a_result_takes_the_prompt_probes_in_both_directions():
+    from memora_bench.verdict import concept_headlines
+
+    oracle = _result("oracle", 2, 1, [3, 4, 6, 8, 9, 10])
+    original = _result("original", 58, 20, [48] * 6, erased=())
+    # MemoRa alone says LTM (no recovery beyond the oracle); concept inversion brings the concept back at the
+    # original's rate: the headline is STM, decided by concept inversion.
+    hidden = _result("hidden", 1, 20, [3, 4, 6, 8, 9, 10])
+    [h] = concept_headlines(hidden, oracle, original)
+    assert h["memora_label"] == "LTM"
+    assert (h["headline"], h["decided_by"]) == ("STM", ["concept_inversion"])
+    assert h["verdict"].index == pytest.approx((20 / 20 - 1 / 20) / 1.0)
+    # Every probe like the oracle's: LTM, and the oracle itself is LTM against itself.
+    [h] = concept_headlines(_result("gone", 2, 1, [3, 4, 6, 8, 9, 10]), oracle, original)
+    assert h["headline"] == "LTM"
+    [h] = concept_headlines(oracle, oracle, original)
+    assert h["headline"] == "LTM" and h["verdict"].index == pytest.approx(0.0)
+    # Without the oracle's result no label is guessed.
+    [h] = concept_headlines(hidden, None, original)
+    assert h["headline"] == "undefined" and h["verdict"] is None
+    # Without the original's result a prompt probe can still beat the oracle, but has no excess: partial.
+    [h] = concept_headlines(hidden, oracle, None)
+    assert (h["headline"], h["decided_by"]) == ("partial", ["concept_inversion"])
+
+
+def test_results_scored_by_the_memory_index_keep_their_rule():
+    """The committed mini-v3 results (no per-budget evidence) get the legacy headline, unchanged."""
+    from pathlib import Path
+
+    from memora_bench.results import load_result
+    from memora_bench.scoring import legacy_headlines
+    from memora_bench.verdict import concept_headlines
+
+    root = Path(__file__).resolve().parents[1] / "results" / "mini-v3"
+    result, oracle = load_result(root / "esd-x-mini-seven" / "mini-seven.json"), load_result(root / "oracle" / "mini-seven.json")
+    [h] = concept_headlines(result, oracle, load_result(root / "original" / "mini-seven.json"))
+    assert h == legacy_headlines(result, oracle)[0]
+    assert h["headline"] == "LTM" and h["verdict"] is None

@@ -20,6 +20,7 @@ from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.leaderboard.rows import build_tables, flat_records, rate_cell
 from memora_bench.paths import repo_root
 from memora_bench.results import ResultError, load_image_lines, load_result
+from memora_bench.scoring import is_original
 
 HERE = Path(__file__).parent
 STRIP = 8  # images per strip
@@ -179,9 +180,7 @@ def _original_for(results, task: str, base: dict):
     (The retrain oracle is a control with no checkpoint too, and a result records the task's base model, not
     the control's own, so "erased nothing" is what tells the original from the oracle.)"""
     for (sub, t), (data, path) in sorted(results.items()):
-        s = data["submission"]
-        if (t == task and s.get("control") and s.get("checkpoint") is None and not s.get("erased")
-                and not s.get("recipe") and data["base_model"] == base):
+        if t == task and is_original(data) and data["base_model"] == base:
             return data, path
     return None
 

@@ -6,7 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from memora_bench.probes.registry import is_adversarial, title
-from memora_bench.scoring import concept_headlines, is_retrain_oracle
+from memora_bench.scoring import is_original, is_retrain_oracle
+from memora_bench.verdict import concept_headlines
 
 
 @dataclass
@@ -102,11 +103,11 @@ def memora_cells(res: dict, href: str) -> dict[str, Cell]:
 LABEL_ORDER = {"LTM": 0, "partial": 1, "STM": 2}
 
 
-def headline_cell(d: dict, oracle: dict | None, href: str) -> Cell:
+def headline_cell(d: dict, oracle: dict | None, original: dict | None, href: str) -> Cell:
     """The forgetting label as the worst case over probes (:func:`memora_bench.scoring.headline_label`), for
     the least forgotten concept; the title says which probes decided it."""
     found = [(LABEL_ORDER.get(h["headline"], 3), h["concept"]["name"], h["headline"], h["decided_by"],
-              h["memora_label"]) for h in concept_headlines(d, oracle)]
+              h["memora_label"]) for h in concept_headlines(d, oracle, original)]
     key, name, label, decided, memora_label = max(found, key=lambda x: (x[0], x[1]))
     which = f" (concept {name})" if len(found) > 1 else ""
     title = (f"forgetting label{which}, the worst case over probes: MemoRa's label {memora_label} "
@@ -150,6 +151,7 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
                     Column("frechet", "Fréchet", "distance of retained images to real held-out digits", "lower")]
         rows = []
         oracles = {task: d for d in items if is_retrain_oracle(d)}
+        originals = {task: d for d in items if is_original(d)}
         for d in items:
             sub = d["submission"]
             page = page_of(sub["name"])
@@ -162,7 +164,7 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
             if memora:
                 row.cells.update(memora_cells(probes["memora"], anchor) if "memora" in probes else {})
                 if "memora" in probes and adversarial:
-                    row.cells["label"] = headline_cell(d, oracles.get(task), anchor)
+                    row.cells["label"] = headline_cell(d, oracles.get(task), originals.get(task), anchor)
             util = d.get("utility", {})
             row.cells["retain"] = rate_cell(util.get("retain", {}).get("all"), anchor, "retained concepts")
             fr = (util.get("frechet") or {}).get("value")

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from memora_bench.probes.registry import is_adversarial
 from memora_bench.results import load_result
-from memora_bench.scoring import concept_headlines, is_retrain_oracle
+from memora_bench.scoring import is_original, is_retrain_oracle
+from memora_bench.verdict import concept_headlines
 
 ERASED_AT_MOST = 0.20
 RETAINED_AT_LEAST = 0.80
@@ -175,6 +176,7 @@ def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
     """One row per (submission, task, erased concept) of the results that ran an adversarial probe."""
     loaded = [load_result(p) for p in sorted(Path(results).glob("*/*.json"))]
     oracles = {r["task"]["name"]: r for r in loaded if is_retrain_oracle(r)}
+    originals = {r["task"]["name"]: r for r in loaded if is_original(r)}
     out = []
     for r in loaded:
         probes = sorted(p for p in r["probes"] if is_adversarial(p))
@@ -182,7 +184,7 @@ def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
             continue
         task, sub = r["task"]["name"], r["submission"]["name"]
         m = r["probes"].get("memora")
-        for h in concept_headlines(r, oracles.get(task)):
+        for h in concept_headlines(r, oracles.get(task), originals.get(task)):
             c = h["concept"]
             out.append({"task": task, "submission": sub, "recipe": _recipe(sub, baselines), "concept": c["label"],
                         "plain": r["probes"]["plain"]["rates"][c["label"]], "probes": h["rates"],
