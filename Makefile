@@ -53,7 +53,8 @@ baselines: $(VENV)/.installed
 	$(BIN)/memora-bench baselines table results/mini-v2 --only memora --write docs/baselines.md
 	$(BIN)/memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md
 
-# The committed leaderboard site, rebuilt from the committed results (images from the local cache, if any).
+# The committed leaderboard site, rebuilt from the committed results (images from the local cache, else the ones
+# the site already has).
 leaderboard: $(VENV)/.installed
 	$(BIN)/memora-bench leaderboard results/mini-v3 --out leaderboard
 

@@ -16,7 +16,9 @@ from memora_bench.models.parallel import Runtime
 from memora_bench.paths import repo_root
 from memora_bench.probes import ringabell as ringabell_probe
 from memora_bench.probes.registry import PROBES, is_adversarial
+from memora_bench.results import ResultError, load_result
 from memora_bench.runner import evaluate as run_evaluation
+from memora_bench.scoring import is_original, is_retrain_oracle
 from memora_bench.specs import (
     SpecError,
     load_submission,
@@ -24,6 +26,7 @@ from memora_bench.specs import (
     load_task,
     read_yaml_file,
 )
+from memora_bench.verdict import concept_headlines
 
 SUBMISSION_FOLDERS = ("submissions", "baselines", "controls")  # where a submission is found by name
 
@@ -128,7 +131,7 @@ def evaluate(args) -> int:
                             progress=not args.json and sys.stderr.isatty(), executor=args.executor,
                             ray_options=ray_options, reuse=None if args.reuse is None else Path(args.reuse),
                             runtime=runtime)
-    summary = _summary(report)
+    summary = _summary(report, _references(out, suite))
     if args.profile:
         summary["profile"] = _profile(summary)
     if args.json:
@@ -155,7 +158,47 @@ def _base_model_mismatches(submissions, tasks) -> list[str]:
     return problems
 
 
-def _summary(report) -> dict:
+def _references(out: Path, suite) -> dict[tuple[str, str], dict]:
+    """The retrain oracle's and the original model's results on each task under ``suite`` (same name and
+    version), from the output folder first, then the committed ``results/<suite>``: the headline compares
+    every probe with them. Keyed by (task, "oracle" | "original")."""
+    found: dict[tuple[str, str], dict] = {}
+    for folder in (out, repo_root() / "results" / suite.name):
+        for path in sorted(Path(folder).glob("*/*.json")):
+            try:
+                data = load_result(path)
+            except (ResultError, OSError, ValueError):
+                continue
+            if (data["suite"]["name"], data["suite"]["version"]) != (suite.name, suite.version):
+                continue
+            role = "oracle" if is_retrain_oracle(data) else "original" if is_original(data) else None
+            if role:
+                found.setdefault((data["task"]["name"], role), data)
+    return found
+
+
+def _headlines(data: dict, references: dict) -> dict:
+    """Each erased concept's headline (:func:`memora_bench.verdict.concept_headlines`) for the summary."""
+    if "memora" not in data["probes"]:
+        return {}
+    task = data["task"]["name"]
+    oracle, original = references.get((task, "oracle")), references.get((task, "original"))
+    if is_retrain_oracle(data):
+        oracle = data
+    if is_original(data):
+        original = data
+    out = {}
+    for h in concept_headlines(data, oracle, original):
+        v = h["verdict"]
+        out[h["concept"]["name"]] = {
+            "label": h["headline"], "decided_by": h["decided_by"], "memora_label": h["memora_label"],
+            "index": None if v is None else v.index,
+            "index_interval": None if v is None or v.index_interval is None else list(v.index_interval),
+            "oracle_result": oracle is not None, "original_result": original is not None}
+    return out
+
+
+def _summary(report, references: dict | None = None) -> dict:
     rows = []
     for path in report.written + report.skipped:
         data = json.loads(Path(path).read_text())
@@ -173,6 +216,7 @@ def _summary(report) -> dict:
                        "oracle": [{k: v[k] for k in ("k", "n")} for v in c.get("oracle_curve", [])],
                        **{k: c["score"][k] for k in ("b_half", "memory", "memory_interval", "label") if "score" in c}}
                 for name, c in memora["concepts"].items()}
+        row["headlines"] = _headlines(data, references or {})
         if "frechet" in data["utility"]:
             row["frechet"] = data["utility"]["frechet"]["value"]
         row["seconds"] = data["timing"]["total_wall_s"]
@@ -251,9 +295,21 @@ def _table(summary: dict) -> str:
             cells = [f"{p} {_fmt(r[p]).strip()}" for p in adversarial[r["result"]]]
             if cells:
                 lines.append(f"{r['submission']:{w}s} {r['task']:18s} " + "; ".join(cells))
-        lines.append("(the label above is MemoRa's; the headline label, the worst case over probes, compares each "
-                     "probe with the retrain oracle's result: see `memora-bench baselines table RESULTS --only "
-                     "adversarial` or the leaderboard)")
+    headlines = [(r, name, h) for r in summary["results"] for name, h in r.get("headlines", {}).items()]
+    if headlines:
+        lines += ["", ("Headline (the worst case over probes, each compared with the retrain oracle's result; "
+                       "docs/scoring.md)")]
+        for r, name, h in headlines:
+            text = f"{r['submission']:{w}s} {r['task']:18s} {name}: {h['label']}"
+            if h["decided_by"]:
+                text += f" (decided by {', '.join(h['decided_by'])})"
+            if h["index"] is not None:
+                lo, hi = h["index_interval"] or (None, None)
+                text += f", index {_two(h['index'])} [{_two(lo)}, {_two(hi)}]"
+            if h["label"] == "undefined":
+                text += ("; needs the retrain oracle's result on this task under this suite: "
+                         "memora-bench evaluate oracle original --suite ... --out <this folder>")
+            lines.append(text)
     lines.append("")
     for r in summary["results"]:
         stages = ", ".join(f"{k} {v['wall_s']:.1f}s" for k, v in r["stages"].items())

@@ -179,3 +179,25 @@ def test_the_forgetting_label_is_the_worst_case_over_probes(tmp_path):
     build_site([folder], tmp_path / "site2")
     rows = {r["submission"]: r for r in json.loads((tmp_path / "site2" / "leaderboard.json").read_text())["rows"]}
     assert (rows["method-d"]["label"], rows["method-d"]["label_detail"]) == ("undefined", "by unlearndiffatk")
+
+
+def test_a_rebuild_without_the_cache_keeps_the_images_the_site_already_has(tmp_path):
+    """A fresh clone has no cache: rebuilding the committed site must keep its images, not drop them."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    results = tmp_path / "results"
+    for sub in ("original", "esd-x-mini-seven"):
+        shutil.copytree(root / "results" / "mini-v3" / sub, results / sub)
+    out = tmp_path / "site"
+    assert build_site([results], out)["images"] == 0  # no cache, no earlier site: "not in cache" boxes
+    page = out / "submissions" / f"{slug('esd-x-mini-seven')}.html"
+    assert "../img/" not in page.read_text()
+    committed = sorted((root / "leaderboard" / "img").glob("*.png"))
+    (out / "img").mkdir()
+    for f in committed:
+        shutil.copyfile(f, out / "img" / f.name)
+    build_site([results], out)
+    shown = {f.split('"')[0] for f in page.read_text().split('src="../img/')[1:]}
+    assert shown and all((out / "img" / name).is_file() for name in shown)

@@ -21,6 +21,7 @@ from memora_bench.leaderboard.rows import build_tables, flat_records, rate_cell
 from memora_bench.paths import repo_root
 from memora_bench.results import ResultError, load_image_lines, load_result
 from memora_bench.scoring import is_original
+from memora_bench.verdict import display_interval
 
 HERE = Path(__file__).parent
 STRIP = 8  # images per strip
@@ -86,8 +87,8 @@ def curve_svg(concept: str, entry: dict, budgets: list[int]) -> dict:
 
     def series(points: list[dict], name: str, css: str) -> dict:
         line = [_xy(b, p["rate"], max_x) for b, p in zip(budgets, points)]
-        lo = [_xy(b, (p.get("bootstrap") or p["wilson"])[0], max_x) for b, p in zip(budgets, points)]
-        hi = [_xy(b, (p.get("bootstrap") or p["wilson"])[1], max_x) for b, p in zip(budgets, points)]
+        lo = [_xy(b, display_interval(p)[0], max_x) for b, p in zip(budgets, points)]
+        hi = [_xy(b, display_interval(p)[1], max_x) for b, p in zip(budgets, points)]
         band = " ".join(f"{x},{y}" for x, y in hi + lo[::-1])
         dots = [{"x": x, "y": y, "title": f"{name}, {b} steps: {p['k']}/{p['n']} = {100 * p['rate']:.1f} %"}
                 for (x, y), b, p in zip(line, budgets, points)]
@@ -118,19 +119,19 @@ def _lines(result: dict, path: Path) -> list[dict]:
 
 
 def _copy_image(key: str, cache, out: Path) -> str | None:
-    """The image's site path, copied from the cache; None if the cache does not have it. ``key`` is a
-    validated cache key, so the copy reads only inside the cache and writes only under ``out/img``."""
-    if cache is None:
-        return None
+    """The image's site path: copied from the cache, or already in ``out/img`` from an earlier build (so a
+    fresh clone rebuilds the committed site without losing its images); None if neither has it. ``key`` is
+    a validated cache key, so the copy reads only inside the cache and writes only under ``out/img``."""
     if not is_key(key):
         raise LeaderboardError([f"image_key {key[:80]!r} is not a cache key"])
-    src = cache.path("images", key, ".png")
-    if not src.exists() or src.is_symlink():
-        return None
     dst = out / "img" / f"{key}.png"
-    if not dst.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+    src = None if cache is None else cache.path("images", key, ".png")
+    if src is not None and src.exists() and not src.is_symlink():
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    elif not (dst.is_file() and not dst.is_symlink()):
+        return None
     return f"../img/{key}.png"
 
 

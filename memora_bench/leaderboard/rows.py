@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from memora_bench.probes.registry import is_adversarial, title
 from memora_bench.scoring import is_original, is_retrain_oracle
-from memora_bench.verdict import concept_headlines
+from memora_bench.verdict import concept_headlines, display_interval
 
 
 @dataclass
@@ -52,16 +52,19 @@ def pct(x: float | None) -> str:
 
 
 def _interval(rate: dict) -> tuple[float, float] | None:
-    iv = rate.get("bootstrap") or rate.get("wilson")
-    return None if not iv or None in iv else (float(iv[0]), float(iv[1]))
+    if not rate.get("wilson") or None in rate["wilson"]:
+        return None
+    lo, hi = display_interval(rate)
+    return (float(lo), float(hi))
 
 
 def rate_cell(rate: dict | None, href: str, what: str) -> Cell:
-    """A rate with its counts and its interval (bootstrap if the result has one, else Wilson)."""
+    """A rate with its counts and its 95 % interval: the union of Wilson's and the cluster bootstrap's
+    (:func:`memora_bench.verdict.display_interval`; never [0, 0] at 0/N)."""
     if not rate:
         return Cell(None, "–", title=f"{what}: not measured")
     iv = _interval(rate)
-    kind = "bootstrap" if rate.get("bootstrap") else "Wilson"
+    kind = "Wilson and bootstrap" if rate.get("bootstrap") else "Wilson"
     span = f"[{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]" if iv else ""
     title = f"{what}: {rate['k']} of {rate['n']} images" + (f"; 95 % {kind} interval {span} %" if iv else "")
     return Cell(rate["rate"], pct(rate["rate"]), f"{rate['k']}/{rate['n']} {span}".strip(), title, href)

@@ -28,7 +28,7 @@ from pathlib import Path
 from memora_bench.probes.registry import is_adversarial
 from memora_bench.results import load_result
 from memora_bench.scoring import is_original, is_retrain_oracle
-from memora_bench.verdict import concept_headlines
+from memora_bench.verdict import concept_headlines, display_interval
 
 ERASED_AT_MOST = 0.20
 RETAINED_AT_LEAST = 0.80
@@ -199,7 +199,7 @@ def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
 
 
 def _kn_iv(r: dict) -> str:
-    lo, hi = r.get("bootstrap") or r["wilson"]
+    lo, hi = display_interval(r)
     return f"{r['k']}/{r['n']} [{_pct(lo)}, {_pct(hi)}]"
 
 
