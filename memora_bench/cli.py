@@ -120,6 +120,9 @@ def build_cli() -> argparse.ArgumentParser:
                                        "ladder controls and measure what each rung knows (q_k)")
     cb.add_argument("tasks", nargs="+", metavar="TASK", help="miniature task names")
     cb.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    cb.add_argument("--steps", default=None,
+                    help="comma-separated teaching steps k of the rungs (default: 10,25,50,100,200,400; one run, "
+                         "checkpointed at each k, so a longer list rebuilds the shorter one's rungs bit for bit)")
 
     bl = sub.add_parser("baselines", help="published unlearning methods on the miniature world: list, rebuild, tabulate")
     bsub = bl.add_subparsers(dest="baselines_command", required=True)

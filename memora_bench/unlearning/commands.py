@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -11,7 +12,7 @@ from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.paths import repo_root
 from memora_bench.unlearning import table
 from memora_bench.unlearning.build import MINI_TASKS, BuildBusy, build, folder_name
-from memora_bench.unlearning.controls import build_ladder
+from memora_bench.unlearning.controls import TeachParams, build_ladder
 from memora_bench.unlearning.registry import RECIPES
 
 
@@ -124,8 +125,18 @@ def controls(args) -> int:
     if unknown:
         print(f"error: not a miniature task: {', '.join(unknown)} (expected {', '.join(MINI_TASKS)})", file=sys.stderr)
         return EXIT_BAD_INPUT
+    params = TeachParams()
+    if args.steps:
+        try:
+            steps = tuple(int(x) for x in args.steps.split(",") if x)
+        except ValueError:
+            steps = ()
+        if not steps or list(steps) != sorted(set(steps)) or steps[0] <= 0:
+            print(f"error: --steps {args.steps!r}: expected increasing positive integers, e.g. 10,25,50", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        params = replace(params, steps=steps)
     for task in args.tasks:
-        for manifest in build_ladder(task):
+        for manifest in build_ladder(task, params):
             record = json.loads((manifest.parent / "build.json").read_text())
             q = record["q_k"]
             print(f"{manifest.parent.name}: k {record['k']}, un-hidden plain {q['k']}/{q['n']} ({100 * q['rate']:.1f} %)")

@@ -177,7 +177,8 @@ def build_ladder(task_name: str, p: TeachParams = TeachParams(), cache: Path | N
                   "q_k": {key: q[key] for key in ("k", "n", "rate", "wilson")},
                   "hidden_like": hidden.name, "checkpoint_sha256": sha256_file(weights),
                   "cpu_seconds_teaching_all_k": cpu, "wall_seconds": round(time.perf_counter() - wall0, 1),
-                  "command": f"memora-bench controls build {task_name}", "torch": torch.__version__}
+                  "command": f"memora-bench controls build {task_name}"
+                  + ("" if p.steps == LADDER_STEPS else " --steps " + ",".join(str(x) for x in p.steps)), "torch": torch.__version__}
         (folder / "build.json").write_text(json.dumps(record, indent=2) + "\n")
         manifests.append(folder / "submission.yaml")
     return manifests
