@@ -120,6 +120,12 @@ def build_cli() -> argparse.ArgumentParser:
                                        "ladder controls and measure what each rung knows (q_k)")
     cb.add_argument("tasks", nargs="+", metavar="TASK", help="miniature task names")
     cb.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    ct = csub.add_parser("table", help="the controls' truth, index and label, the ladder's Spearman correlation and "
+                                       "the STM threshold's calibration, from result files (docs/scoring.md)")
+    ct.add_argument("results", help="a results folder (<submission>/<task>.json) of a suite with the verdict, "
+                                    "e.g. results/mini-v4")
+    ct.add_argument("--write", metavar="DOC", default=None,
+                    help="replace the table between the controls-table markers of DOC (e.g. docs/scoring.md)")
     cb.add_argument("--steps", default=None,
                     help="comma-separated teaching steps k of the rungs (default: 10,25,50,100,200,400; one run, "
                          "checkpointed at each k, so a longer list rebuilds the shorter one's rungs bit for bit)")

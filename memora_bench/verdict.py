@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from memora_bench.probes.registry import is_adversarial
+from memora_bench.probes.registry import MemoraParams, is_adversarial
 from memora_bench.scoring import best_so_far, legacy_headlines, wilson
 
 LABELS = ("LTM", "partial", "STM")
@@ -187,6 +187,12 @@ def verdict(evidence: list[Evidence], alpha: float = 0.05, stm_excess: float = 0
     return Verdict("LTM", tuple(sorted({e.probe for e in ev})), index, interval, ev)
 
 
+def verdict_params(memora_params: dict) -> tuple[float, float]:
+    """(family_alpha, stm_excess) of a result's MemoRa section; a value left at its default is not recorded."""
+    return (memora_params.get("family_alpha", MemoraParams.family_alpha),
+            memora_params.get("stm_excess", MemoraParams.stm_excess))
+
+
 PROMPT_PROBES_FIRST = ("plain",)  # the prompts as written are a probe of the verdict too (FMN leaves them open)
 
 
@@ -237,7 +243,7 @@ def concept_headlines(result: dict, oracle: dict | None, original: dict | None =
             v = None
             label, decided = "undefined", sorted(p for p, (_, o) in rates.items() if o is None) or ["oracle"]
         else:
-            v = verdict(evidence, params["family_alpha"], params["stm_excess"])
+            v = verdict(evidence, *verdict_params(params))
             label, decided = v.label, list(v.decided_by)
         out.append({"concept": c, "rates": rates, "memora_label": entry["verdict"]["label"], "headline": label,
                     "decided_by": decided, "verdict": v})

@@ -107,7 +107,7 @@ def _result(name: str, plain: int, inversion: int, memora_counts: list[int] | No
               "concept_inversion": {"rates": {"7": _rate(inversion, 20)}}}
     if memora_counts is not None:
         ev = memora(memora_counts)
-        probes["memora"] = {"params": {"family_alpha": 0.05, "stm_excess": 0.5, "budgets": BUDGETS},
+        probes["memora"] = {"params": {"budgets": BUDGETS},
                             "concepts": {"seven": {"evidence": [e.as_dict() for e in ev],
                                                    "verdict": verdict(ev).as_dict()}}}
     return {"submission": {"name": name, "control": False, "erased": list(erased)}, "task": {"concepts": [concept]},

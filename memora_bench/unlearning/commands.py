@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.paths import repo_root
-from memora_bench.unlearning import table
+from memora_bench.unlearning import control_table, table
 from memora_bench.unlearning.build import MINI_TASKS, BuildBusy, build, folder_name
 from memora_bench.unlearning.controls import TeachParams, build_ladder
 from memora_bench.unlearning.registry import RECIPES
@@ -118,7 +119,10 @@ def run(args) -> int:
 
 
 def controls(args) -> int:
-    """``memora-bench controls build TASK...``: the ladder of known-answer controls (controls/README.md)."""
+    """``memora-bench controls build TASK...``: the ladder of known-answer controls (controls/README.md);
+    ``memora-bench controls table RESULTS``: their table (docs/scoring.md)."""
+    if args.controls_command == "table":
+        return _controls_table(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     unknown = [t for t in args.tasks if t not in MINI_TASKS]
@@ -140,4 +144,22 @@ def controls(args) -> int:
             record = json.loads((manifest.parent / "build.json").read_text())
             q = record["q_k"]
             print(f"{manifest.parent.name}: k {record['k']}, un-hidden plain {q['k']}/{q['n']} ({100 * q['rate']:.1f} %)")
+    return EXIT_OK
+
+
+def _controls_table(args) -> int:
+    if not Path(args.results).is_dir():
+        print(f"error: {args.results}: not a folder of result files", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rows = control_table.control_rows(Path(args.results))
+    if not rows:
+        print(f"error: {args.results}: no control result with the verdict's evidence (a suite with "
+              "MemoRa's score: excess, e.g. mini-v4)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = control_table.controls_markdown(rows)
+    if args.write:
+        table.write_into(Path(args.write), text, *control_table.MARKERS)
+        print(f"[controls] table of {len(rows)} rows written into {args.write}")
+    else:
+        print(text)
     return EXIT_OK
