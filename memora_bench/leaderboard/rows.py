@@ -119,6 +119,43 @@ def headline_cell(d: dict, oracle: dict | None, original: dict | None, href: str
     return Cell(key, label, "" if decided == ["memora"] else "by " + ", ".join(decided), title, href, badge=label)
 
 
+def has_evidence(memora: dict) -> bool:
+    """A MemoRa section scored by the verdict (per-budget evidence; mini-v4 on)."""
+    return all("evidence" in c for c in memora["concepts"].values())
+
+
+def verdict_cells(d: dict, oracle: dict | None, original: dict | None, href: str) -> dict[str, Cell]:
+    """The verdict's label and index (:func:`memora_bench.verdict.concept_headlines`) of the least forgotten
+    concept: the highest label, then the highest index."""
+    found = []
+    for h in concept_headlines(d, oracle, original):
+        v = h["verdict"]
+        index = None if v is None else v.index
+        found.append((LABEL_ORDER.get(h["headline"], 3), -math.inf if index is None else index, h, v))
+    key, _, h, v = max(found, key=lambda x: (x[0], x[1], x[2]["concept"]["name"]))
+    name, label, decided = h["concept"]["name"], h["headline"], h["decided_by"]
+    which = f" (concept {name})" if len(found) > 1 else ""
+    if v is None:
+        why = ("the retrain oracle's result on this task is not among the results: no label is guessed"
+               if oracle is None else f"the oracle's result lacks {', '.join(decided)}")
+        return {"label": Cell(3, label, "", f"forgetting label{which}: {why}", href, badge=label),
+                "index": Cell(None, "–", "", f"index{which}: {why}", href)}
+    label_cell = Cell(key, label, "by " + ", ".join(decided),
+                      f"forgetting label{which}, the worst case over probes and MemoRa budgets against the retrain "
+                      f"oracle (Holm-adjusted exact tests); decided by {', '.join(decided)}", href, badge=label)
+    if v.index is None:
+        return {"label": label_cell, "index": Cell(None, "–", "", f"index{which}: no probe has an excess", href)}
+    lo, hi = v.index_interval or (None, None)
+    span = f"[{_num(lo, 2)}, {_num(hi, 2)}]"
+    best = max((e for e in v.evidence if e.excess is not None), key=lambda e: e.excess)
+    where = best.probe if best.budget is None else f"{best.probe} at {best.budget} steps"
+    return {"label": label_cell,
+            "index": Cell(v.index, _num(v.index, 2), span,
+                          f"index{which}: the largest excess over the oracle ({where}: {best.k}/{best.n} against "
+                          f"the oracle's {best.k_oracle}/{best.n_oracle}), as a share of the original's rate; "
+                          f"95 % interval {span}", href)}
+
+
 def _num(x, digits: int = 0) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
@@ -138,12 +175,21 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
         if memora:
             params = memora[0]["params"]
             headline = list(params.get("headline_budgets") or [params["budgets"][-1]])
-        columns = [Column("plain", "Plain", "erased-concept rate on the task's prompts as written", "lower")]
+        verdict_rows = bool(memora) and all(has_evidence(m) for m in memora)
+        columns = []
+        if verdict_rows:
+            columns += [Column("label", "Forgetting", "STM (hidden: some probe brings it back near the original's "
+                               "rate beyond the oracle), partial, or LTM (like the oracle under every probe and budget)",
+                               "lower"),
+                        Column("index", "Index", "the largest excess over the oracle, as a share of the original's "
+                               "rate, over probes and budgets: 0 like the oracle, 1 like the original", "lower")]
+        columns += [Column("plain", "Plain", "erased-concept rate on the task's prompts as written", "lower")]
         columns += [Column(f"adv:{p}", title(p), f"erased-concept rate under the {p} adversarial probe",
                            "lower") for p in adversarial]
         if memora:
             columns += [Column(f"memora@{b}", f"MemoRa {b}", f"rate after {b} LoRA relearning steps", "lower")
                         for b in headline]
+        if memora and not verdict_rows:
             columns += [Column("b_half", "Steps to recall", "LoRA steps until half the original rate returns",
                                "higher"),
                         Column("memory", "Memory M", "0 forgets like the retrain oracle, 1 recalls like the original",
@@ -166,7 +212,9 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
                 row.cells[f"adv:{p}"] = rate_cell(probes.get(p, {}).get("rates", {}).get("all"), anchor, p)
             if memora:
                 row.cells.update(memora_cells(probes["memora"], anchor) if "memora" in probes else {})
-                if "memora" in probes and adversarial:
+                if verdict_rows:
+                    row.cells.update(verdict_cells(d, oracles.get(task), originals.get(task), anchor))
+                elif "memora" in probes and adversarial:
                     row.cells["label"] = headline_cell(d, oracles.get(task), originals.get(task), anchor)
             util = d.get("utility", {})
             row.cells["retain"] = rate_cell(util.get("retain", {}).get("all"), anchor, "retained concepts")
@@ -180,8 +228,9 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
 
 
 def _row_order(row: Row):
-    """Methods first, controls last; then the memory index, then the plain rate (both lower is better)."""
-    m = row.cells.get("memory")
+    """Methods first, controls last; then the verdict's index (or the memory index), then the plain rate
+    (both lower is better)."""
+    m = row.cells.get("index") or row.cells.get("memory")
     plain = row.cells["plain"].sort
     return (row.control, m.sort if m and m.sort is not None else math.inf,
             plain if plain is not None else math.inf, row.submission)
