@@ -88,6 +88,12 @@ def table_cmd(args) -> int:
     if args.only == "adversarial" and not adversarial:
         print(f"error: no result under {results} ran an adversarial prompt probe", file=sys.stderr)
         return EXIT_BAD_INPUT
+    verdict = table.verdict_rows(results, repo_root() / "baselines")
+    if args.only == "verdict" and not verdict:
+        print(f"error: no result under {results} is scored by the verdict (a suite with MemoRa's score: excess)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    verdict_text = table.verdict_markdown(verdict) if verdict and args.only in (None, "verdict") else None
     text = table.markdown(rows) if args.only in (None, "plain") else None
     memora_text = table.memora_markdown(memora) if memora and args.only in (None, "memora") else None
     adv_text = table.adversarial_markdown(adversarial) if adversarial and args.only in (None, "adversarial") else None
@@ -99,15 +105,18 @@ def table_cmd(args) -> int:
                 table.write_into(Path(args.write), memora_text, table.MEMORA_BEGIN, table.MEMORA_END)
             if adv_text is not None:
                 table.write_into(Path(args.write), adv_text, table.ADV_BEGIN, table.ADV_END)
+            if verdict_text is not None:
+                table.write_into(Path(args.write), verdict_text, table.VERDICT_BEGIN, table.VERDICT_END)
         except (OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
         written = ([f"table of {len(rows)} results"] if text is not None else []) + (
             [f"MemoRa table of {len(memora)} rows"] if memora_text is not None else []) + (
-            [f"adversarial table of {len(adversarial)} rows"] if adv_text is not None else [])
+            [f"adversarial table of {len(adversarial)} rows"] if adv_text is not None else []) + (
+            [f"verdict table of {len(verdict)} rows"] if verdict_text is not None else [])
         print(f"[baselines] {', '.join(written)} written into {args.write}")
     else:
-        for t in (text, memora_text, adv_text):
+        for t in (text, memora_text, adv_text, verdict_text):
             if t is not None:
                 print(t)
     return EXIT_OK

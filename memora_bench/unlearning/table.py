@@ -36,6 +36,7 @@ CONTROLS = ("original", "oracle")
 BEGIN, END = "<!-- baselines-table:begin -->", "<!-- baselines-table:end -->"
 MEMORA_BEGIN, MEMORA_END = "<!-- memora-table:begin -->", "<!-- memora-table:end -->"
 ADV_BEGIN, ADV_END = "<!-- adversarial-table:begin -->", "<!-- adversarial-table:end -->"
+VERDICT_BEGIN, VERDICT_END = "<!-- verdict-table:begin -->", "<!-- verdict-table:end -->"
 
 
 def _pct(x: float) -> str:
@@ -251,3 +252,66 @@ def write_into(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None
     head, rest = content.split(begin, 1)
     _, tail = rest.split(end, 1)
     doc.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def verdict_rows(results: Path, baselines: Path) -> list[dict]:
+    """One row per (submission, task, erased concept) of the results scored by the verdict (mini-v4 on)."""
+    loaded = [load_result(p) for p in sorted(Path(results).glob("*/*.json"))]
+    oracles = {r["task"]["name"]: r for r in loaded if is_retrain_oracle(r)}
+    originals = {r["task"]["name"]: r for r in loaded if is_original(r)}
+    out = []
+    for r in loaded:
+        m = r["probes"].get("memora")
+        if not m or not all("evidence" in c for c in m["concepts"].values()):
+            continue
+        task, sub = r["task"]["name"], r["submission"]["name"]
+        for h in concept_headlines(r, oracles.get(task), originals.get(task)):
+            c, v = h["concept"], h["verdict"]
+            entry = m["concepts"][c["name"]]
+            out.append({"task": task, "submission": sub, "recipe": _recipe(sub, baselines), "concept": c["label"],
+                        "control": bool(r["submission"].get("control")), "headline": h["headline"],
+                        "decided_by": h["decided_by"], "index": None if v is None else v.index,
+                        "index_interval": None if v is None else v.index_interval,
+                        "probes": {p: r["probes"][p]["rates"][c["label"]]
+                                   for p in ["plain"] + sorted(q for q in r["probes"] if is_adversarial(q))},
+                        "oracle": {p: oracles[task]["probes"][p]["rates"][c["label"]]
+                                   for p in r["probes"] if task in oracles and p in oracles[task]["probes"]
+                                   and p != "memora"},
+                        "budgets": m["params"]["budgets"], "curve": [x["k"] for x in entry["curve"]],
+                        "oracle_curve": [x["k"] for x in entry["oracle_curve"]], "n": entry["curve"][0]["n"],
+                        "judged": entry["training_images_judged"]})
+    order = {c: i for i, c in enumerate(CONTROLS)}
+    out.sort(key=lambda x: (x["task"], x["control"], order.get(x["submission"], -1), x["recipe"], x["concept"]))
+    return out
+
+
+def verdict_markdown(table: list[dict]) -> str:
+    """Per task: each probe's k/N (the oracle's in brackets), MemoRa's curve, the training images still judged
+    as the concept, the index and the headline label with the probes that decided it."""
+    lines = []
+    for task in sorted({x["task"] for x in table}):
+        rows = [x for x in table if x["task"] == task]
+        probes = list(rows[0]["probes"])
+        budgets = rows[0]["budgets"]
+        head = (["submission", "concept"] + [f"{p} (oracle)" for p in probes]
+                + [f"MemoRa k/{rows[0]['n']} at {', '.join(str(b) for b in budgets)} steps",
+                   "training images judged", "index [95 %]", "headline (decided by)"])
+        lines += [f"### {task}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for x in rows:
+            cells = [f"`{x['recipe']}`", x["concept"]]
+            for p in probes:
+                r, o = x["probes"][p], x["oracle"].get(p)
+                cells.append(f"{r['k']}/{r['n']}" + ("" if o is None else f" ({o['k']})"))
+            cells.append(", ".join(str(k) for k in x["curve"]))
+            j = x["judged"]
+            cells.append(f"{j['submission']['k']}/{j['submission']['n']} (oracle {j['oracle']['k']})")
+            iv = x["index_interval"]
+            cells.append("–" if x["index"] is None else f"{x['index']:.2f}"
+                         + ("" if iv is None else f" [{iv[0]:.2f}, {iv[1]:.2f}]"))
+            cells.append(f"{x['headline']} ({', '.join(x['decided_by'])})")
+            lines.append("| " + " | ".join(cells) + " |")
+        oracle = next((x for x in rows if x["submission"] == "oracle"), None)
+        if oracle:
+            lines += ["", f"The retrain oracle's MemoRa curve: {', '.join(str(k) for k in oracle['curve'])}."]
+        lines.append("")
+    return "\n".join(lines)
