@@ -152,3 +152,26 @@ def test_results_scored_by_the_memory_index_keep_their_rule():
     [h] = concept_headlines(result, oracle, load_result(root / "original" / "mini-seven.json"))
     assert h == legacy_headlines(result, oracle)[0]
     assert h["headline"] == "LTM" and h["verdict"] is None
+
+
+def test_evaluate_prints_the_headline_and_says_what_is_missing():
+    from memora_bench.commands import _headlines, _table
+
+    oracle = _result("oracle", 2, 1, [3, 4, 6, 8, 9, 10])
+    original = _result("original", 58, 20, [48] * 6, erased=())
+    hidden = _result("hidden", 1, 20, [3, 4, 6, 8, 9, 10])
+    for r in (oracle, original, hidden):
+        r["task"]["name"] = "mini-seven"
+    refs = {("mini-seven", "oracle"): oracle, ("mini-seven", "original"): original}
+    h = _headlines(hidden, refs)["seven"]
+    assert (h["label"], h["decided_by"], h["memora_label"]) == ("STM", ["concept_inversion"], "LTM")
+    assert h["index"] == pytest.approx(0.95) and h["oracle_result"] and h["original_result"]
+    row = {"submission": "hidden", "task": "mini-seven", "result": "x.json", "skipped": False, "probes": [],
+           "retain": {"k": 1, "n": 1, "rate": 1.0, "wilson": [0.2, 1.0]}, "seconds": 1.0, "stages": {},
+           "headlines": {"seven": h}}
+    text = _table({"results": [row], "failed": [], "refused": [], "reused": []})
+    assert "hidden           mini-seven         seven: STM (decided by concept_inversion), index 0.95 [" in text
+    missing = _headlines(hidden, {})["seven"]
+    assert missing["label"] == "undefined" and not missing["oracle_result"]
+    text = _table({"results": [dict(row, headlines={"seven": missing})], "failed": [], "refused": [], "reused": []})
+    assert "seven: undefined" in text and "needs the retrain oracle's result" in text
