@@ -17,6 +17,18 @@ def test_wilson_matches_published_intervals(k, n, lo, hi):
     assert round(100 * a, 1) == lo and round(100 * b, 1) == hi
 
 
+def test_wilson_agrees_with_scipy_everywhere():
+    """The hand-written Wilson interval equals scipy's (``binomtest(...).proportion_ci(method="wilson")``)
+    for every k of several n and confidence levels."""
+    from scipy import stats
+
+    for n in (1, 8, 10, 20, 48, 60, 142):
+        for k in range(n + 1):
+            for confidence in (0.9, 0.95, 0.99):
+                ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+                assert scoring.wilson(k, n, confidence) == pytest.approx((ci.low, ci.high), abs=1e-12), (k, n)
+
+
 def test_wilson_edges():
     assert scoring.wilson(0, 10)[0] == 0.0 and scoring.wilson(10, 10)[1] == 1.0
     assert scoring.wilson(0, 0) == (0.0, 1.0)
