@@ -65,9 +65,11 @@ def build_cli() -> argparse.ArgumentParser:
 
     va = sub.add_parser("validate", help="check task cards, suites and submissions; report every problem")
     va.add_argument("paths", nargs="*", help="files or submission folders (default: everything in the repository)")
-    va.add_argument("--no-load", action="store_true",
-                    help="check manifests and checkpoint files (sha256, symlinks, size, readable and finite "
-                         "tensors) without applying checkpoints to their base model")
+    va.add_argument("--load", action="store_true",
+                    help="also apply every checkpoint to its base model (every tensor checked against the real "
+                         "model; slower). Without it: manifests and checkpoint files (sha256 computed, symlinks, "
+                         "size, readable and finite tensors), in seconds")
+    va.add_argument("--no-load", action="store_true", help="the default (kept for old scripts)")
     va.add_argument("--json", action="store_true")
 
     cmp_ = sub.add_parser("compare", help="exit 1 when robustness regressed between two result sets (a CI gate)")

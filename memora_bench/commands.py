@@ -349,7 +349,7 @@ def validate(args) -> int:
                     if not (root / "tasks" / f"{t}.yaml").exists():
                         problems.append(f"{sub.path}: task {t!r} has no card tasks/{t}.yaml")
                 verify_submission(sub)  # hash, symlinks, size, every weight file readable and finite
-                if sub.checkpoint is not None and not args.no_load:
+                if sub.checkpoint is not None and args.load:
                     # Applies the checkpoint to its base model: every tensor checked against the real model.
                     load_submission_pipeline(sub, sub.base_model)
             else:

@@ -34,12 +34,26 @@ def test_submitting_example_validates(tmp_path):
     save_file({key: torch.zeros(64, 64)}, str(folder / "unet.safetensors"))
     digest = hashlib.sha256((folder / "unet.safetensors").read_bytes()).hexdigest()
     (folder / "submission.yaml").write_text(manifest.replace("0" * 64, digest))
-    res = cli("validate", folder)
+    res = cli("validate", "--load", folder)
     assert res.returncode == 0, res.stderr
     # The doc's own placeholder hash is caught.
     (folder / "submission.yaml").write_text(manifest)
     res = cli("validate", folder)
     assert res.returncode == 2 and "sha256" in res.stderr
+
+
+def test_validate_loads_weights_only_with_load(tmp_path):
+    """`validate` checks files and hashes in seconds; a tensor the base model does not have is found only when
+    the checkpoint is applied (`--load`)."""
+    manifest = blocks("submitting.md", "yaml")[0]
+    folder = tmp_path / "my-method"
+    folder.mkdir()
+    save_file({"down_blocks.0.no_such_layer.weight": torch.zeros(4, 4)}, str(folder / "unet.safetensors"))
+    digest = hashlib.sha256((folder / "unet.safetensors").read_bytes()).hexdigest()
+    (folder / "submission.yaml").write_text(manifest.replace("0" * 64, digest))
+    assert cli("validate", folder).returncode == 0
+    res = cli("validate", "--load", folder)
+    assert res.returncode == 2 and "no_such_layer" in res.stderr, res.stderr
 
 
 def test_adding_a_task_example_validates(tmp_path):
