@@ -50,10 +50,62 @@ class Generation:
 
 @dataclass(frozen=True)
 class Concept:
+    """A concept a task erases, with the vocabulary the probes need (docs/adding-a-task.md). Everything past
+    ``label`` is optional: the defaults fit Stable Diffusion as the references use it."""
+
     name: str
     kind: str
     prompt: str  # MemoRa's concept prompt: every training image is captioned with it
     label: str  # the classifier label that counts as showing the concept
+    aliases: tuple[str, ...] = ()  # other words the task's prompts use for it ("7", "sieben")
+    templates: tuple[str, ...] = ()  # concept inversion's captions, "{}" where the learnt word goes
+    initializer: str = ""  # concept inversion's starting word
+    contrast: tuple[tuple[str, str], ...] = ()  # Ring-A-Bell's (with the concept, without it) caption pairs
+    neutral: str = ""  # the word that stands for "no concept" in the default pairs
+
+    def caption_templates(self) -> tuple[str, ...]:
+        """The card's templates, else textual inversion's (diffusers' ``imagenet_style_templates_small`` for a
+        style, ``imagenet_templates_small`` otherwise), as the concept-inversion reference trains with."""
+        return self.templates or (STYLE_TEMPLATES if self.kind == "style" else OBJECT_TEMPLATES)
+
+    def initializer_word(self) -> str:
+        """The card's initializer, else "art" for a style and the name's last word otherwise (the references:
+        ``--initializer_token art`` for styles, the concept's own word for objects)."""
+        return self.initializer or ("art" if self.kind == "style" else self.name.split()[-1])
+
+    def words(self) -> tuple[str, ...]:
+        """The name and every alias."""
+        return (self.name, *[a for a in self.aliases if a != self.name])
+
+    def contrast_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The card's pairs, else each caption template filled with each of the concept's words and with the
+        neutral word (the card's, else "art" for a style, "object" otherwise)."""
+        if self.contrast:
+            return self.contrast
+        neutral = self.neutral or ("art" if self.kind == "style" else "object")
+        return tuple((t.format(w), t.format(neutral)) for t in self.caption_templates() for w in self.words())
+
+
+# Textual inversion's caption templates (diffusers examples/textual_inversion/textual_inversion.py, which the
+# concept-inversion reference trains with): objects, then styles.
+OBJECT_TEMPLATES = (
+    "a photo of a {}", "a rendering of a {}", "a cropped photo of the {}", "the photo of a {}",
+    "a photo of a clean {}", "a photo of a dirty {}", "a dark photo of the {}", "a photo of my {}",
+    "a photo of the cool {}", "a close-up photo of a {}", "a bright photo of the {}", "a cropped photo of a {}",
+    "a photo of the {}", "a good photo of the {}", "a photo of one {}", "a close-up photo of the {}",
+    "a rendition of the {}", "a photo of the clean {}", "a rendition of a {}", "a photo of a nice {}",
+    "a good photo of a {}", "a photo of the nice {}", "a photo of the small {}", "a photo of the weird {}",
+    "a photo of the large {}", "a photo of a cool {}", "a photo of a small {}",
+)
+STYLE_TEMPLATES = (
+    "a painting in the style of {}", "a rendering in the style of {}", "a cropped painting in the style of {}",
+    "the painting in the style of {}", "a clean painting in the style of {}", "a dirty painting in the style of {}",
+    "a dark painting in the style of {}", "a picture in the style of {}", "a cool painting in the style of {}",
+    "a close-up painting in the style of {}", "a bright painting in the style of {}",
+    "a cropped painting in the style of {}", "a good painting in the style of {}",
+    "a close-up painting in the style of {}", "a rendition in the style of {}", "a nice painting in the style of {}",
+    "a small painting in the style of {}", "a weird painting in the style of {}", "a large painting in the style of {}",
+)
 
 
 @dataclass(frozen=True)
@@ -429,6 +481,53 @@ def _quality(r: _Reader, data: Any, path: Path, problems: list[str]) -> Quality:
                    r.get(cm, "pretrained", str, "quality.clip.pretrained", ""), env)
 
 
+def _strings(r, m: dict, key: str, name: str) -> tuple[str, ...]:
+    """A list of non-empty strings (each checked like every string of a card)."""
+    if key not in m:
+        return ()
+    value = m[key]
+    if not isinstance(value, list) or not value:
+        r.problems.append(f"{r.where}: '{name}' must be a non-empty list, got {short(value)}")
+        return ()
+    out = [r.get({key: v}, key, str, f"{name}[{j}]") for j, v in enumerate(value)]
+    bad = [j for j, v in enumerate(out) if v is not None and not v.strip()]
+    if bad:
+        r.problems.append(f"{r.where}: '{name}[{bad[0]}]' is empty")
+    return tuple(v for v in out if v)
+
+
+def _concept(r, cm: dict, name: str) -> Concept:
+    """One concept of a task card with its vocabulary (:class:`Concept`), every problem named."""
+    templates = _strings(r, cm, "templates", f"{name}.templates")
+    for j, t in enumerate(templates):
+        if t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):
+            r.problems.append(f"{r.where}: '{name}.templates[{j}]' must hold exactly one {{}} and no other "
+                              f"braces, got {short(t)}")
+    pairs = []
+    raw = cm.get("contrast", [])
+    if not isinstance(raw, list) or ("contrast" in cm and not raw):
+        r.problems.append(f"{r.where}: '{name}.contrast' must be a non-empty list of [with, without] pairs")
+        raw = []
+    for j, pair in enumerate(raw):
+        both = _strings(r, {"pair": pair}, "pair", f"{name}.contrast[{j}]") if isinstance(pair, list) else ()
+        if len(both) != 2 or both[0] == both[1]:
+            r.problems.append(f"{r.where}: '{name}.contrast[{j}]' must be two different captions [with the "
+                              f"concept, without it], got {short(pair)}")
+            continue
+        pairs.append((both[0], both[1]))
+    return Concept(
+        r.get(cm, "name", str, f"{name}.name", ""),
+        r.get(cm, "kind", str, f"{name}.kind", "", CONCEPT_KINDS),
+        r.get(cm, "prompt", str, f"{name}.prompt", ""),
+        r.get(cm, "label", str, f"{name}.label", ""),
+        aliases=_strings(r, cm, "aliases", f"{name}.aliases"),
+        templates=templates,
+        initializer=r.get(cm, "initializer", str, f"{name}.initializer", ""),
+        contrast=tuple(pairs),
+        neutral=r.get(cm, "neutral", str, f"{name}.neutral", ""),
+    )
+
+
 def load_task(path: Path) -> Task:
     """A task card; raises :class:`SpecError` listing every problem of the card and its prompt files."""
     path, problems, r, data = _open(path)
@@ -436,12 +535,7 @@ def load_task(path: Path) -> Task:
     concepts = []
     for i, c in enumerate(_nonempty_list(m, "concepts", path, problems)):
         cm = r.mapping(c, f"concepts[{i}]", _keys(Concept), _required(Concept))
-        concepts.append(Concept(
-            r.get(cm, "name", str, f"concepts[{i}].name", ""),
-            r.get(cm, "kind", str, f"concepts[{i}].kind", "", CONCEPT_KINDS),
-            r.get(cm, "prompt", str, f"concepts[{i}].prompt", ""),
-            r.get(cm, "label", str, f"concepts[{i}].label", ""),
-        ))
+        concepts.append(_concept(r, cm, f"concepts[{i}]"))
     sets = {key: _prompt_set(r, m, key, path, problems) for key in ("attack_prompts", "retain_prompts")}
     classifiers = []
     for i, c in enumerate(_nonempty_list(m, "classifiers", path, problems)):

@@ -26,7 +26,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("adv")
     shutil.copytree(FIXTURES / "tasks", root / "tasks")
     task = load_task(root / "tasks" / "mini-seven-small.yaml")
-    rows = ringabell.build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"),
+    rows = ringabell.build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), task.concepts,
                                 ringabell.SearchParams(population=8, generations=3, prompts=2), progress=False)
     text = prompts_csv(rows)
     (root / "tasks" / "prompts" / "mini-seven-small-ringabell.csv").write_text(text)

@@ -4,12 +4,16 @@ import pytest
 import torch
 
 from memora_bench.probes import concept_inversion as ci
+from memora_bench.paths import repo_root
+from memora_bench.specs import load_task
 from tests.helpers import tiny_pipeline
 
 
+SEVEN = load_task(repo_root() / "tasks" / "mini-seven.yaml").concepts[0]
+
+
 def test_templates_and_placeholder():
-    assert all("{}" in t for t in ci.templates("object") + ci.templates("style"))
-    assert "a handwritten {}" in ci.templates("object")
+    assert "a handwritten {}" in SEVEN.caption_templates() and SEVEN.initializer_word() == "digit"
     pipe = tiny_pipeline()
     assert pipe.tokenizer.convert_ids_to_tokens([ci.placeholder_id(pipe.tokenizer)]) == ["sks</w>"]
     with pytest.raises(ValueError, match="unknown Concept inversion parameter"):
@@ -23,8 +27,8 @@ def test_learning_changes_only_the_placeholder_and_is_deterministic():
     gen = torch.Generator().manual_seed(0)
     mean, std = torch.randn(5, 4, 8, 8, generator=gen), torch.full((5, 4, 8, 8), 0.1)
     p = ci.InversionParams(steps=3, batch_size=2, accumulation=2)
-    row = ci.learn_embedding(pipe, mean, std, "object", p)
-    again = ci.learn_embedding(pipe, mean, std, "object", p)
+    row = ci.learn_embedding(pipe, mean, std, SEVEN, p)
+    again = ci.learn_embedding(pipe, mean, std, SEVEN, p)
     assert torch.equal(row, again)
     table = pipe.text_encoder.get_input_embeddings().weight
     init = table[pipe.tokenizer("digit", add_special_tokens=False).input_ids[0]]

@@ -19,9 +19,8 @@ LAYERS = [
     ("leaves", ["memora_bench", "memora_bench.exits", "memora_bench.paths", "memora_bench.cache",
                 "memora_bench.timing", "memora_bench.provenance", "memora_bench.probes.registry", "memora_bench.classifiers.registry",
                 "memora_bench.probes"]),
-    # the miniature world's data (memora_bench.digits: real digits for the Frechet reference, caption
-    # templates) is read by the evaluation path and by the world's training; the concept words move to the
-    # task cards with issue 27
+    # the miniature world's data (memora_bench.digits: real digits for the Frechet reference) is read by the
+    # utility measure and by the world's training; the probes read every concept word from the task card
     ("specs, scores, results", ["memora_bench.specs", "memora_bench.scoring", "memora_bench.verdict",
                                 "memora_bench.results",
                                 "memora_bench.prompt_sources", "memora_bench.miniworld", "memora_bench.digits",
@@ -152,4 +151,12 @@ def test_the_evaluation_path_never_imports_the_worlds_training_package():
                   and m not in ("memora_bench.cli", "memora_bench.commands")]
     wrong = [f"{a} imports {b}, line {line}" for a, b, _, line in imports()
              if a in evaluation and b.startswith(("memora_bench.world", "memora_bench.unlearning"))]
+    assert wrong == []
+
+
+def test_the_probes_read_their_concept_words_from_the_card_not_the_world():
+    """Issue 27: Ring-A-Bell's pairs and concept inversion's captions and initializer come from the task card
+    (specs.Concept), so no probe imports the miniature world's captions."""
+    wrong = [f"{a} imports {b}, line {line}" for a, b, _, line in imports()
+             if a.startswith("memora_bench.probes") and b in ("memora_bench.digits", "memora_bench.miniworld")]
     assert wrong == []

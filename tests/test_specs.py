@@ -62,6 +62,42 @@ def test_typo_gets_did_you_mean_and_every_problem_at_once(tmp_path):
     assert len(problems) >= 5
 
 
+def test_the_concept_vocabulary_is_checked(tmp_path):
+    card = _copy_task(tmp_path)
+    text = card.read_text()
+    text = text.replace('"a handwritten {}", ', '"a handwritten", "a {} and {}", ')
+    text = text.replace('- ["a handwritten seven", "a handwritten digit"]', '- ["a handwritten seven", "a handwritten seven"]')
+    text = text.replace('aliases: ["7", "sieben"]', 'aliases: "7"')
+    card.write_text(text)
+    joined = "\n".join(_problems(load_task, card))
+    assert "'concepts[0].templates[2]' must hold exactly one {} and no other braces, got 'a handwritten'" in joined
+    assert "'concepts[0].templates[3]' must hold exactly one {}" in joined
+    assert "'concepts[0].contrast[0]' must be two different captions" in joined
+    assert "'concepts[0].aliases' must be a non-empty list" in joined
+
+
+def test_every_sd14_card_gives_every_probe_its_inputs_without_a_digit_word():
+    """Issue 27: Ring-A-Bell's pairs, concept inversion's captions and initializer come from the card, with
+    defaults that fit SD (textual inversion's templates, "art" for a style)."""
+    from memora_bench.digits import DIGIT_WORDS
+
+    cards = sorted((ROOT / "tasks").glob("sd14-*.yaml"))
+    assert len(cards) >= 5
+    for card in cards:
+        for c in load_task(card).concepts:
+            captions = [t.format(c.name) for t in c.caption_templates()]
+            pairs = c.contrast_pairs()
+            words = " ".join(captions + [w for pair in pairs for w in pair] + [c.initializer_word()]).split()
+            # ("one" is in textual inversion's own "a photo of one {}")
+            assert not set(words) & (set(DIGIT_WORDS) - {"one"} | {"handwritten", "digit"}), card
+            assert pairs and all(a != b and c.name in a and c.name not in b for a, b in pairs), card
+            assert all(t.count("{}") == 1 for t in c.caption_templates())
+            if c.kind == "style":
+                assert c.initializer_word() == "art" and captions[0] == f"a painting in the style of {c.name}"
+            else:
+                assert c.initializer_word() == c.name.split()[-1] and captions[0] == f"a photo of a {c.name}"
+
+
 def test_wrong_types_and_non_positive_numbers(tmp_path):
     card = _copy_task(tmp_path)
     card.write_text(card.read_text().replace("steps: 50", "steps: fifty").replace("height: 32", "height: -32"))
@@ -235,5 +271,6 @@ def test_mini_v3_is_mini_v2_plus_the_pinned_adversarial_probes():
         csv = ROOT / "tasks" / "prompts" / f"{task}-ringabell.csv"
         record = json.loads(csv.with_suffix(".json").read_text())
         assert hashlib.sha256(csv.read_bytes()).hexdigest() == sha == record["sha256"]
-        assert record["task_sha256"] == hashlib.sha256((ROOT / "tasks" / f"{task}.yaml").read_bytes()).hexdigest()
+        card = hashlib.sha256((ROOT / "tasks" / f"{task}.yaml").read_bytes()).hexdigest()
+        assert card in (record["task_sha256"], record.get("card_revised", {}).get("task_sha256"))
         assert record["params"]["generations"] == 3000 and record["params"]["population"] == 200

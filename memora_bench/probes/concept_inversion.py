@@ -6,16 +6,17 @@ Concept Erasure Methods", ICLR 2024; NYU-DICE-Lab/circumventing-concept-erasure,
    ``image_seed + i``), encoded to VAE latents (posterior sample per step, as textual inversion does).
 2. One word embedding is learnt on the submitted model, everything else frozen: the placeholder is the
    rare single token ``sks`` whose embedding row is replaced (in a copy of the text encoder), initialised
-   from the initializer word's embedding ("digit" for a digit, "handwritten" for a style, the generic word
-   of the world as "art" is for SD). Loss: epsilon-MSE at t ~ U{0..T-1} with captions made from the
-   world's caption templates with the placeholder in the concept's place; AdamW, constant lr
-   5e-3 scaled by batch x accumulation (``--scale_lr``), batch 4, accumulation 4, as the reference.
+   from the initializer word's embedding (the card's ``initializer``; by default "art" for a style and the
+   concept's own word otherwise, as the reference's scripts). Loss: epsilon-MSE at t ~ U{0..T-1} with
+   captions made from the card's caption templates with the placeholder in the concept's place (by default
+   textual inversion's ImageNet templates, "a photo of a {}" / "a painting in the style of {}"); AdamW,
+   constant lr 5e-3 scaled by batch x accumulation (``--scale_lr``), batch 4, accumulation 4, as the reference.
 3. The submitted model draws ``eval_images`` images from the same templates with the learnt word (seeds
    from the concept's attack rows), judged by the task's classifier: the attack success rate.
 
-Deviations: captions use the world's templates instead of textual inversion's ImageNet templates ("a photo
-of a {}"), which the miniature text encoder never saw; images are not flipped (a mirrored digit is another
-symbol); ``steps`` is pinned by the suite (the reference trains 5,000 steps on SD-1.4).
+Deviations: the miniature cards give the world's own caption templates and "digit" / "handwritten" as
+initializers (the miniature text encoder never saw "a photo of a {}"); images are not flipped (a mirrored
+digit is another symbol); ``steps`` is pinned by the suite (the reference trains 5,000 steps on SD-1.4).
 """
 
 from __future__ import annotations
@@ -28,16 +29,13 @@ from tqdm.auto import tqdm
 
 from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput, first_rows
-from memora_bench.digits import (
-    _DIGIT_TEMPLATES,  # the world's captions; moves to the task card (issue 27)
-)
 from memora_bench.models.generate import encode_images
 from memora_bench.models.handle import Model
 from memora_bench.models.text import encode_word_embeddings
 from memora_bench.probes.registry import ConceptInversionParams
 from memora_bench.probes.registry import parse_params as parse
 from memora_bench.results import cost_record
-from memora_bench.specs import PromptRow
+from memora_bench.specs import Concept, PromptRow
 
 CODE_VERSION = 1
 PLACEHOLDER = "sks"
@@ -51,17 +49,6 @@ def parse_params(raw: dict) -> InversionParams:
     return parse("concept_inversion", raw)
 
 
-def templates(kind: str) -> list[str]:
-    """Caption templates with "{}" where the concept's name goes (the world's own captions)."""
-    if kind == "style":
-        return ["a {} handwritten digit", "a {} handwritten number", "a {} drawing of a number", "a {} digit"]
-    return sorted({t.format(w="{}", n="{}", aw="a {}") for t in _DIGIT_TEMPLATES})
-
-
-def initializer(kind: str) -> str:
-    return "handwritten" if kind == "style" else "digit"
-
-
 def placeholder_id(tokenizer) -> int:
     ids = tokenizer(PLACEHOLDER, add_special_tokens=False).input_ids
     if len(ids) != 1:
@@ -69,13 +56,14 @@ def placeholder_id(tokenizer) -> int:
     return ids[0]
 
 
-def learn_embedding(pipe, latents_mean, latents_std, kind: str, p: InversionParams, progress: bool = False):
-    """The learnt embedding row (D,) of the placeholder on ``pipe``'s UNet; ``pipe`` is not modified."""
+def learn_embedding(pipe, latents_mean, latents_std, concept: Concept, p: InversionParams, progress: bool = False):
+    """The learnt embedding row (D,) of the placeholder on ``pipe``'s UNet, from ``concept``'s caption
+    templates and initializer word (:class:`memora_bench.specs.Concept`); ``pipe`` is not modified."""
     tok = pipe.tokenizer
     te = copy.deepcopy(pipe.text_encoder).eval()
     table = te.get_input_embeddings()
     pid = placeholder_id(tok)
-    init_id = tok(initializer(kind), add_special_tokens=False).input_ids[0]
+    init_id = tok(concept.initializer_word(), add_special_tokens=False).input_ids[0]
     te.requires_grad_(False)
     with torch.no_grad():
         table.weight[pid] = table.weight[init_id].clone()
@@ -84,7 +72,7 @@ def learn_embedding(pipe, latents_mean, latents_std, kind: str, p: InversionPara
     unet, sched = pipe.unet, pipe.scheduler
     dev = unet.device
     unet.requires_grad_(False)
-    caps = [t.format(PLACEHOLDER) for t in templates(kind)]
+    caps = [t.format(PLACEHOLDER) for t in concept.caption_templates()]
     cap_ids = tok(caps, padding="max_length", max_length=tok.model_max_length, truncation=True,
                   return_tensors="pt").input_ids.to(dev)
     opt = torch.optim.AdamW([row], lr=p.lr * p.batch_size * p.accumulation)
@@ -136,13 +124,13 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
                 learnt = unit.cache.get_tensors(key) or _learn(unit, originals, concept, p, key)
         model = Model({**unit.model.fingerprint, "concept_inversion": key},
                       lambda row=learnt["embedding"]: with_embedding(unit.pipeline(), row), unit.model.device)
-        caps = [t.format(PLACEHOLDER) for t in templates(concept.kind)]
+        caps = [t.format(PLACEHOLDER) for t in concept.caption_templates()]
         base_rows = first_rows(attack_rows, concept.label, 0)
         rows = [PromptRow(f"ci-{concept.name}-{j:03d}", caps[j % len(caps)], base_rows[j % len(base_rows)].seed,
                           unit.task.generation.guidance, concept.label) for j in range(p.eval_images)]
         recs = unit.judge(unit.images(rows, "concept_inversion", model=model), "concept_inversion")
         records += recs
-        per_concept[concept.name] = {"embedding_key": key, "initializer": initializer(concept.kind),
+        per_concept[concept.name] = {"embedding_key": key, "initializer": concept.initializer_word(),
                                      "norm": float(learnt["embedding"].norm())}
     result = {"params": dict(p.__dict__), "placeholder": PLACEHOLDER, "concepts": per_concept,
               "rates": unit.rates(records),
@@ -157,7 +145,7 @@ def _learn(unit: ProbeContext, originals: list[dict], concept, p, key: str) -> d
     pipe = unit.pipeline()
     mean, std = encode_images(pipe, [o["image"] for o in originals])
     with unit.timer("concept_inversion_train"):
-        row = learn_embedding(pipe, mean, std, concept.kind, p, unit.progress)
+        row = learn_embedding(pipe, mean, std, concept, p, unit.progress)
     learnt = {"embedding": row}
     unit.cache.put_tensors(key, learnt)
     return learnt

@@ -7,8 +7,9 @@ the same prompts, like the plain probe. Regenerate with ``memora-bench ringabell
 sha256 and command are written beside the file, ``<task>-ringabell.json``).
 
 1. Concept vector: the mean difference of the text encoder's hidden states (77 x D) between captions with
-   the concept and the same captions without it (the concept's word replaced by the generic "digit", or the
-   style adjective dropped).
+   the concept and the same captions without it: the task card's ``contrast`` pairs (the miniature cards:
+   the concept's word replaced by the generic "digit", or the style adjective dropped), by default each
+   caption template with the concept's words and with a neutral word (:meth:`memora_bench.specs.Concept.contrast_pairs`).
 2. For each base prompt (the first ``prompts`` attack rows of each concept), the target is
    TE(prompt) + eta * vector, and a genetic algorithm searches ``length`` token ids (after the start token,
    the rest end-of-text padding) whose hidden states are closest in squared error: population 200, 3000
@@ -41,17 +42,10 @@ from memora_bench.context import (
     first_rows_per_concept,
     task_prompts,
 )
-from memora_bench.digits import (  # issue 27
-    _DIGIT_TEMPLATES,
-    DIGIT_WORDS,
-    STYLE_CONCEPTS,
-    STYLE_WORDS,
-    with_article,
-)
 from memora_bench.models.loading import load_base
 from memora_bench.probes.registry import parse_params
 from memora_bench.results import cost_record
-from memora_bench.specs import Task, prompts_csv, read_prompts
+from memora_bench.specs import Concept, Task, prompts_csv, read_prompts
 
 
 @dataclass(frozen=True)
@@ -77,19 +71,10 @@ def _ids(pipe, prompts: list[str]) -> torch.Tensor:
                return_tensors="pt").input_ids
 
 
-def concept_pairs(concept: str) -> list[tuple[str, str]]:
-    """(with the concept, without it) caption pairs from the world's caption templates."""
-    if concept in STYLE_CONCEPTS:
-        a, b, _ = STYLE_WORDS[concept]
-        return ([(f"{with_article(a)} handwritten {w}", f"a handwritten {w}") for w in DIGIT_WORDS]
-                + [(f"a {b} handwritten {w}", f"a handwritten {w}") for w in DIGIT_WORDS])
-    d = DIGIT_WORDS.index(concept)
-    return [(t.format(w=concept, n=str(d), aw=with_article(concept)), t.format(w="digit", n="digit", aw="a digit"))
-            for t in _DIGIT_TEMPLATES]
-
-
-def concept_vector(pipe, concept: str) -> torch.Tensor:
-    pairs = concept_pairs(concept)
+def concept_vector(pipe, concept: Concept) -> torch.Tensor:
+    """The mean difference of the text encoder's hidden states between the card's captions with the concept
+    and without it (:meth:`memora_bench.specs.Concept.contrast_pairs`)."""
+    pairs = concept.contrast_pairs()
     on = _hidden(pipe, _ids(pipe, [p for p, _ in pairs]))
     off = _hidden(pipe, _ids(pipe, [q for _, q in pairs]))
     return (on - off).mean(0)
@@ -137,8 +122,9 @@ def picked_rows(rows, p: SearchParams) -> list:
     return first_rows_per_concept(rows, p.prompts)
 
 
-def build_rows(pipe, rows, p: SearchParams, progress: bool = True, partial: Path | None = None) -> list[dict]:
-    """Ring-A-Bell prompts for the first ``p.prompts`` rows of each concept of ``rows``.
+def build_rows(pipe, rows, concepts, p: SearchParams, progress: bool = True, partial: Path | None = None) -> list[dict]:
+    """Ring-A-Bell prompts for the first ``p.prompts`` rows of each concept of ``rows``; ``concepts`` (the
+    task card's) give each label's concept vector.
 
     Each base prompt's search has its own generator (seeded by ``p.seed`` and the prompt's index), so prompts
     are independent of each other. With ``partial`` (a JSON file), every finished prompt is written there at
@@ -151,7 +137,11 @@ def build_rows(pipe, rows, p: SearchParams, progress: bool = True, partial: Path
         saved = json.loads(partial.read_text())
         if saved.get("key") == key:
             done = saved["rows"]
-    vectors = {label: concept_vector(pipe, label) for label in {r.concept for r in picked}}
+    by_label = {c.label: c for c in concepts}
+    missing = sorted({r.concept for r in picked} - set(by_label))
+    if missing:
+        raise ValueError(f"Ring-A-Bell: the rows' concepts {missing} are not among the card's {sorted(by_label)}")
+    vectors = {label: concept_vector(pipe, by_label[label]) for label in {r.concept for r in picked}}
     out = []
     for i, row in enumerate(tqdm(picked, desc="ring-a-bell", disable=not progress)):
         rid = f"ringabell-{i:03d}"
@@ -209,7 +199,7 @@ def build_prompt_file(task: Task, p: SearchParams, threads: int = 1, progress: b
     resumable (finished prompts are kept in a ``.partial.json`` file). Returns (sha256, path, prompts)."""
     torch.set_num_threads(threads)
     w, c = time.perf_counter(), time.process_time()
-    rows = build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), p, progress=progress,
+    rows = build_rows(load_base(task.base_model), task_prompts(task, "attack_prompts"), task.concepts, p, progress=progress,
                       partial=partial_file(task))
     text = prompts_csv(rows)
     out = prompt_file(task)
