@@ -13,12 +13,13 @@ import importlib
 import sys
 
 from memora_bench.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK  # noqa: F401 (re-exported)
-from memora_bench.paths import default_cache_dir
+from memora_bench.paths import DEFAULT_SUITE, default_cache_dir
 
 # subcommand -> "module:handler"; a handler takes the parsed arguments and returns the exit code
 COMMANDS = {
     "evaluate": "memora_bench.commands:evaluate",
     "validate": "memora_bench.commands:validate",
+    "init": "memora_bench.commands:init",
     "ls": "memora_bench.commands:ls",
     "ringabell": "memora_bench.commands:ringabell",
     "compare": "memora_bench.compare:main",
@@ -39,8 +40,16 @@ def build_cli() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="run a suite's probes against submissions; write result files")
-    ev.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="submission names or folders")
-    ev.add_argument("--suite", default="mini-v3", help="suite name (benchmark/NAME.yaml) or path (default: mini-v3)")
+    ev.add_argument("submissions", nargs="*", metavar="SUBMISSION", help="submission names or folders")
+    ev.add_argument("--model", metavar="PATH_OR_HUB_ID[@REV]", default=None,
+                    help="evaluate a checkpoint without writing a manifest: a .safetensors/.pt file, a diffusers "
+                         "folder, or a Hub reference owner/name[/path][@revision] (with --component and --tasks; "
+                         "the manifest made for it is written to OUT/NAME/NAME, beside the result)")
+    ev.add_argument("--component", choices=None, default=None,
+                    help="with --model: what it holds (unet, text_encoder, pipeline, lora, spm, ...)")
+    ev.add_argument("--name", default=None, help="with --model: the submission's name (default: the file's name)")
+    ev.add_argument("--suite", default=DEFAULT_SUITE,
+                    help=f"suite name (benchmark/NAME.yaml) or path (default: {DEFAULT_SUITE})")
     ev.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     ev.add_argument("--probes", help="comma-separated subset of the suite's probes")
     ev.add_argument("--out", default="runs", help="results folder (default: runs)")
@@ -62,6 +71,18 @@ def build_cli() -> argparse.ArgumentParser:
     ev.add_argument("--gpus-per-unit", type=float, default=0.0, help="GPUs each Ray task requests (default: 0)")
     ev.add_argument("--cpus-per-unit", type=int, default=None,
                     help="CPUs (torch threads) each Ray task requests (default: this process's torch threads)")
+
+    it = sub.add_parser("init", help="write a valid submission manifest for a checkpoint (sha256 computed)")
+    it.add_argument("folder", help="the submission folder to write (created; the checkpoint is linked into it)")
+    it.add_argument("--checkpoint", required=True, help="a .safetensors/.pt file or a folder (pipeline, text encoder)")
+    it.add_argument("--component", required=True, help="what it holds: unet, text_encoder, pipeline, lora, spm, ...")
+    it.add_argument("--tasks", required=True, help="comma-separated task names (their base model is the submission's)")
+    it.add_argument("--name", default=None, help="the submission's name (default: the folder's name)")
+    it.add_argument("--erased", default=None, help="comma-separated erased concepts (default: the tasks' concepts)")
+    it.add_argument("--method", default=None)
+    it.add_argument("--authors", default=None, help="comma-separated")
+    it.add_argument("--reference", default=None, help="the method's paper or code")
+    it.add_argument("--force", action="store_true", help="replace an existing manifest")
 
     va = sub.add_parser("validate", help="check task cards, suites and submissions; report every problem")
     va.add_argument("paths", nargs="*", help="files or submission folders (default: everything in the repository)")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from memora_bench import miniworld
 from memora_bench.cache import Cache
@@ -13,13 +15,15 @@ from memora_bench.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
 from memora_bench.models.errors import CheckpointError
 from memora_bench.models.loading import load_submission_pipeline, verify_submission
 from memora_bench.models.parallel import Runtime
-from memora_bench.paths import repo_root
+from memora_bench.paths import DEFAULT_SUITE, repo_root
 from memora_bench.probes import ringabell as ringabell_probe
 from memora_bench.probes.registry import PROBES, is_adversarial
 from memora_bench.results import ResultError, load_result
 from memora_bench.runner import evaluate as run_evaluation
 from memora_bench.scoring import is_original, is_retrain_oracle
+from memora_bench.submit import SubmitError, make_submission, resolve_model
 from memora_bench.specs import (
+    COMPONENTS,
     SpecError,
     load_submission,
     load_suite,
@@ -63,12 +67,62 @@ def suite_task_path(suite_path: Path, name: str) -> Path:
     return local if local.exists() else repo_root() / "tasks" / f"{name}.yaml"
 
 
+def _model_submission(args, tasks, submissions: list) -> list[str]:
+    """``evaluate --model``: a submission folder ``<out>/<name>/<name>`` made around the checkpoint (its
+    manifest, with the computed sha256, stays beside the result; a manifest's folder carries its name).
+    Returns the problems."""
+    if not args.component:
+        return ["--model needs --component (what the file holds: " + ", ".join(COMPONENTS) + ")"]
+    if not args.tasks:
+        return ["--model needs --tasks: the tasks whose concept the checkpoint erased"]
+    if tasks is None:
+        return []
+    try:
+        path = resolve_model(args.model)
+        name = args.name or re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name).strip("-.")
+        submissions.append(make_submission(Path(args.out) / name / name, path, args.component, tasks,
+                                           name=name, overwrite=True))
+    except (SubmitError, SpecError) as err:
+        return err.problems
+    return []
+
+
+def init(args) -> int:
+    """``memora-bench init FOLDER --checkpoint PATH --component C --tasks T``: a valid manifest, with the
+    checkpoint's sha256 computed, and the checkpoint linked into the folder."""
+    try:
+        tasks = [load_task(resolve("task", t)) for t in args.tasks.split(",") if t]
+        sub = make_submission(Path(args.folder), Path(args.checkpoint), args.component, tasks, name=args.name or "",
+                              erased=[e for e in (args.erased or "").split(",") if e] or None,
+                              method=args.method or "", authors=[a for a in (args.authors or "").split(",") if a],
+                              reference=args.reference or "", overwrite=args.force)
+    except (SubmitError, SpecError) as err:
+        _err(err.problems)
+        return EXIT_BAD_INPUT
+    print(f"wrote {Path(args.folder) / 'submission.yaml'}: {sub.checkpoint.component} {sub.checkpoint.path}, "
+          f"sha256 {sub.checkpoint.sha256}; check it with `memora-bench validate {args.folder}`")
+    return EXIT_OK
+
+
 def _err(lines: list[str]) -> None:
     for line in lines:
         print(f"error: {line}", file=sys.stderr)
 
 
-def evaluate(args) -> int:
+@dataclass
+class Plan:
+    """What an evaluation will run, read and checked from the command's (or the API's) arguments."""
+
+    suite: Any = None
+    tasks: list = field(default_factory=list)
+    submissions: list = field(default_factory=list)
+    runtime: Any = None
+    problems: list[str] = field(default_factory=list)
+
+
+def plan(args) -> Plan:
+    """Load the suite, its (selected) tasks and probes, and the submissions (by name, folder or ``--model``);
+    every problem at once. ``args`` has the attributes of ``evaluate``'s parser."""
     problems: list[str] = []
     suite = tasks = None
     submissions = []
@@ -103,20 +157,32 @@ def evaluate(args) -> int:
             submissions.append(load_submission(resolve("submission", ref)))
         except SpecError as err:
             problems += err.problems
+    if args.model:
+        problems += _model_submission(args, tasks, submissions)
+    elif args.component:
+        problems.append("--component goes with --model")
+    if not args.submissions and not args.model:
+        problems.append("name a submission (or folder), or give --model PATH_OR_HUB_ID with --component and --tasks")
     problems += _base_model_mismatches(submissions, tasks or [])
     if args.reuse is not None:
         if not Path(args.reuse).is_dir():
             problems.append(f"--reuse {args.reuse}: not a folder of result files")
         if args.executor != "local":
             problems.append("--reuse runs with the local executor only")
+    runtime = None
     try:
         runtime = Runtime.from_env()
     except ValueError as err:
         problems.append(str(err))
-    if problems:
-        _err(problems)
-        return EXIT_BAD_INPUT
+    return Plan(suite, tasks or [], submissions, runtime, problems)
 
+
+def evaluate(args) -> int:
+    p = plan(args)
+    if p.problems:
+        _err(p.problems)
+        return EXIT_BAD_INPUT
+    suite, tasks, submissions, runtime = p.suite, p.tasks, p.submissions, p.runtime
     out = Path(args.out)
     ray_options = None
     if args.executor == "ray":

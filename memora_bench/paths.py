@@ -25,3 +25,6 @@ def default_cache_dir() -> Path:
     """The cache folder when none is given: ``$MEMORA_BENCH_CACHE``, else ``.cache/memora-bench`` in the repository."""
     env = os.environ.get("MEMORA_BENCH_CACHE")
     return Path(env) if env else repo_root() / ".cache" / "memora-bench"
+
+
+DEFAULT_SUITE = "mini-v3"  # the official suite: what `evaluate` and the Python API run unless told otherwise

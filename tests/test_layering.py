@@ -30,7 +30,7 @@ LAYERS = [
     ("probes and measures", ["memora_bench.probes.", "memora_bench.utility", "memora_bench.quality"]),
     ("parts, reuse", ["memora_bench.parts", "memora_bench.reuse"]),
     ("runner, executors", ["memora_bench.runner", "memora_bench.executors"]),
-    ("commands", ["memora_bench.commands", "memora_bench.compare", "memora_bench.leaderboard",
+    ("commands", ["memora_bench.commands", "memora_bench.submit", "memora_bench.api", "memora_bench.compare", "memora_bench.leaderboard",
                   "memora_bench.unlearning", "memora_bench.world", "memora_bench.cli"]),
 ]
 
