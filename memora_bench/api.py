@@ -39,7 +39,7 @@ def evaluate(*submissions: str, model: str | None = None, component: str | None 
              name: str | None = None, progress: bool = False) -> list[dict]:
     """Evaluate submissions (names or folders) or one checkpoint (``model``: a file, a diffusers folder or a
     Hub reference, with ``component`` and ``tasks``) under ``suite``; returns one record per (submission,
-    task) result, written to (or kept in) ``out``."""
+    task) result, written to (or kept in) ``out``. ``progress``: stage lines and bars on stderr."""
     args = Namespace(suite=suite, tasks=",".join(tasks or []), probes=",".join(probes or []),
                      submissions=list(submissions), model=model, component=component, name=name, out=str(out),
                      reuse=None, executor="local")
@@ -47,7 +47,7 @@ def evaluate(*submissions: str, model: str | None = None, component: str | None 
     if p.problems:
         raise EvaluationError(p.problems)
     report = run_evaluation(p.suite, p.tasks, p.submissions, Path(out), Cache(Path(cache_dir or default_cache_dir())),
-                            overwrite, progress=progress, runtime=p.runtime)
+                            overwrite, progress=progress, runtime=p.runtime, stages="lines" if progress else "quiet")
     problems = [f"{s}: {problem}" for s, ps in report.refused for problem in ps]
     problems += [f"{s} / {t}: {e}" for s, t, e in report.failed]
     references = _references(Path(out), p.suite)

@@ -61,7 +61,10 @@ def build_cli() -> argparse.ArgumentParser:
                     help="a folder of earlier results (e.g. results/mini-v2): copy each probe section (and the "
                          "utility measures) whose inputs are identical instead of recomputing it; the copy "
                          "records where it came from (local executor only)")
-    ev.add_argument("--json", action="store_true", help="print a JSON summary")
+    ev.add_argument("--json", action="store_true", help="print a JSON summary (no progress lines)")
+    ev.add_argument("--quiet", action="store_true",
+                    help="no progress lines on stderr (default: a line per submission/task and per stage with the "
+                         "time left; bars within a stage on a terminal)")
     ev.add_argument("--profile", action="store_true",
                     help="also print seconds per stage, images generated and cached, and model evaluations")
     ev.add_argument("--executor", choices=["local", "ray"], default="local",

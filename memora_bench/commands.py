@@ -193,10 +193,12 @@ def evaluate(args) -> int:
             return EXIT_BAD_INPUT
         ray_options = {"address": args.address, "gpus_per_unit": args.gpus_per_unit,
                        "cpus_per_unit": args.cpus_per_unit}
+    quiet = args.quiet or args.json
+    stages = "quiet" if quiet else ("tty" if sys.stderr.isatty() else "lines")
     report = run_evaluation(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
-                            progress=not args.json and sys.stderr.isatty(), executor=args.executor,
+                            progress=stages == "tty", executor=args.executor,
                             ray_options=ray_options, reuse=None if args.reuse is None else Path(args.reuse),
-                            runtime=runtime)
+                            runtime=runtime, stages=stages)
     summary = _summary(report, _references(out, suite))
     if args.profile:
         summary["profile"] = _profile(summary)

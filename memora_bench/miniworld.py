@@ -53,10 +53,24 @@ def verify_files(manifest: dict, world: Path | None = None, only: str | None = N
         raise WorldError("; ".join(problems) + f". Rebuild the world with `{REBUILD}`")
 
 
+def quiet_libraries() -> None:
+    """diffusers' and transformers' loading bars and advisory warnings off: ``evaluate`` says itself what runs
+    (:mod:`memora_bench.progress`); errors still show. Called where a model is loaded, so that a run that
+    loads none (a warm rerun) never imports the two libraries."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.disable_progress_bar()
+        lib.set_verbosity_error()
+
+
 def load_pipeline(model: str = "base", world: Path | None = None, verify: bool = True):
     """The world's ``StableDiffusionPipeline`` (fp32, no safety checker); ``oracle`` swaps in the oracle UNet."""
     import torch
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    quiet_libraries()
 
     if model not in MODELS:
         raise ValueError(f"unknown world model {model!r}; expected one of {MODELS}")

@@ -22,12 +22,14 @@ from memora_bench.models.handle import submission_model
 from memora_bench.models.loading import verify_submission
 from memora_bench.models.parallel import Runtime
 from memora_bench.parts import PartOutcome, assemble_parts, run_part, unit_parts
+from memora_bench.progress import Progress
 from memora_bench.results import result_paths, write_result
 from memora_bench.reuse import Reuse
 from memora_bench.specs import Submission, Suite, Task
 
 
-def run_unit(ctx: ProbeContext, out: Path, reuse: Reuse | None = None) -> tuple[Path, list[str], str]:
+def run_unit(ctx: ProbeContext, out: Path, reuse: Reuse | None = None,
+             progress: Progress | None = None) -> tuple[Path, list[str], str]:
     """Every probe of the suite and the utility measures for one (submission, task), in this process, on one
     shared context (models load once); writes the result. With ``reuse``, a part whose inputs equal an
     earlier result's is copied from it. Returns the result's path, the parts reused and why the others
@@ -38,8 +40,18 @@ def run_unit(ctx: ProbeContext, out: Path, reuse: Reuse | None = None) -> tuple[
     environment = ctx.environment()
     if reuse is not None:
         copied, why = reuse.parts(ctx.suite, ctx.task, ctx.submission, ctx.classifiers_record(), environment, names)
-    parts = [PartOutcome(n, *copied[n], {"wall_s": 0.0, "cpu_s": 0.0}) if n in copied else run_part(ctx, n)
-             for n in names]
+    parts = []
+    for n in names:
+        if n in copied:
+            parts.append(PartOutcome(n, *copied[n], {"wall_s": 0.0, "cpu_s": 0.0}))
+            if progress:
+                progress.stage_reused(n)
+            continue
+        if progress:
+            progress.stage_start(n)
+        parts.append(run_part(ctx, n))
+        if progress:
+            progress.stage_end(n)
     timing = {"executor": "local", "stages": ctx.timer.rounded(),
               "total_wall_s": round(time.perf_counter() - wall0, 3), **ctx.counters}
     if copied:
@@ -69,14 +81,16 @@ class EvalReport:
 def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out: Path, cache: Cache,
              overwrite: str = "never", progress: bool = True, executor: str = "local",
              ray_options: dict | None = None, reuse: Path | None = None,
-             runtime: Runtime | None = None) -> EvalReport:
+             runtime: Runtime | None = None, stages: str = "quiet") -> EvalReport:
     """Run every (submission, task) that applies; keep going on error and report all failures.
 
     A submission runs the tasks it declares; a control (no unlearning) runs every task on its base model.
     ``executor="local"`` runs them here, one after the other; ``"ray"`` runs each part (probe, utility) of
     each as a Ray task (:mod:`memora_bench.executors`) and writes the same result files. ``reuse`` (local
     only): a folder of earlier results whose identical parts are copied (:mod:`memora_bench.reuse`).
-    ``runtime``: where models run (default: the CPU).
+    ``runtime``: where models run (default: the CPU). ``stages``: "lines" or "tty" print a line per
+    (submission, task) and per stage with the time left (:mod:`memora_bench.progress`) on stderr; "quiet" none.
+    ``progress``: the probes' own bars (images, steps).
     """
     runtime = runtime or Runtime()
     if executor not in ("local", "ray"):
@@ -112,11 +126,13 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
         executors.run_on_ray(suite, jobs, out, cache, overwrite, report, runtime, **(ray_options or {}))
         return report
     reuser = Reuse(reuse) if reuse is not None else None
-    for sub, task in jobs:
+    reporter = Progress([(sub.name, task.name, unit_parts(suite)) for sub, task in jobs], stages)
+    for i, (sub, task) in enumerate(jobs):
         ctx = ProbeContext(suite, task, sub, cache, runtime, overwrite, progress,
                            model=submission_model(sub, verified[sub.name], runtime.device))
+        reporter.unit(i)
         try:
-            path, parts, why = run_unit(ctx, out, reuser)
+            path, parts, why = run_unit(ctx, out, reuser, reporter)
             report.written.append(path)
             if reuser is not None:
                 report.reused.append((sub.name, task.name, parts, why))

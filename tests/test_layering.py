@@ -16,7 +16,7 @@ PACKAGE = repo_root() / "memora_bench"
 # Lower layers first; a module may import modules of its own layer or below, never above. The first
 # matching prefix decides a module's layer.
 LAYERS = [
-    ("leaves", ["memora_bench", "memora_bench.exits", "memora_bench.paths", "memora_bench.cache",
+    ("leaves", ["memora_bench", "memora_bench.exits", "memora_bench.paths", "memora_bench.cache", "memora_bench.progress",
                 "memora_bench.timing", "memora_bench.provenance", "memora_bench.probes.registry", "memora_bench.classifiers.registry",
                 "memora_bench.probes"]),
     # the miniature world's data (memora_bench.digits: real digits for the Frechet reference) is read by the

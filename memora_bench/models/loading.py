@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from memora_bench import miniworld
+from memora_bench.miniworld import quiet_libraries
 from memora_bench.models import delta
 from memora_bench.models.errors import CheckpointError, compvis_hint
 from memora_bench.models.spm import fuse_spm
@@ -46,6 +47,7 @@ def load_base(base: BaseModel):
         return miniworld.load_pipeline(base.id.split("/", 1)[1])
     from diffusers import StableDiffusionPipeline
 
+    quiet_libraries()
     source = str(local) if local.is_dir() else base.id
     pipe = StableDiffusionPipeline.from_pretrained(
         source, revision=None if local.is_dir() else base.revision, dtype=torch.float32,
@@ -261,6 +263,7 @@ def load_pipeline_folder(path: Path):
             problems.extend(err.problems)
     if problems:
         raise CheckpointError(problems)
+    quiet_libraries()
     try:
         pipe = StableDiffusionPipeline.from_pretrained(str(path), dtype=torch.float32, safety_checker=None,
                                                        requires_safety_checker=False)
