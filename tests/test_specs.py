@@ -274,3 +274,25 @@ def test_mini_v3_is_mini_v2_plus_the_pinned_adversarial_probes():
         card = hashlib.sha256((ROOT / "tasks" / f"{task}.yaml").read_bytes()).hexdigest()
         assert card in (record["task_sha256"], record.get("card_revised", {}).get("task_sha256"))
         assert record["params"]["generations"] == 3000 and record["params"]["population"] == 200
+
+
+def test_mini_v4_is_mini_v3_at_full_strength_with_the_verdict():
+    """mini-v4 (issue 26): MemoRa's rate x5 at a constant rate over budgets to 200, AutoMemoRa w 1, the verdict's
+    score; concept inversion on 60 images; UnlearnDiffAtk on the reference's grid, its first 10 timesteps."""
+    from memora_bench.probes import concept_inversion, memora, unlearndiffatk
+
+    v3, v4 = (load_suite(ROOT / "benchmark" / f"{n}.yaml") for n in ("mini-v3", "mini-v4"))
+    p3, p4 = ({p.name: dict(p.params) for p in s.probes} for s in (v3, v4))
+    assert list(p4) == list(p3) and p4["plain"] == p3["plain"] and p4["ringabell"] == p3["ringabell"]
+    m = memora.parse_params(p4["memora"])
+    assert (m.lr, m.schedule, m.budgets, m.auto_weights, m.score) == (5e-4, "constant", (0, 25, 50, 75, 100, 200),
+                                                                     (1.0,), "excess")
+    assert (m.stm_excess, m.family_alpha) == (0.5, 0.05)
+    c = concept_inversion.parse_params(p4["concept_inversion"])
+    assert c.eval_images == 60 and c.steps == 100
+    u = unlearndiffatk.parse_params(p4["unlearndiffatk"])
+    assert unlearndiffatk.attack_timesteps(u) == list(range(10, 200, 20)) and u.iterations == 40
+    # mini-v3's UnlearnDiffAtk records no grid: its results and cache keys read as before
+    from memora_bench.probes.registry import recorded
+
+    assert "grid" not in recorded(unlearndiffatk.parse_params(p3["unlearndiffatk"]))

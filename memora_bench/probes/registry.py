@@ -87,10 +87,15 @@ class UnlearnDiffAtkParams:
     weight_decay: float = 0.1
     prompts: int = 0  # attack the first N rows of each concept (0: all)
     seed: int = 0
+    grid: int = 0  # 0: the `timesteps` spread over [0, T); N: the reference's grid of N, its first `timesteps` in turn
+
+    RECORDED_WHEN_SET = ("grid",)
 
     def problems(self) -> list[str]:
         if self.k < 1 or self.iterations < 1 or self.timesteps < 1 or self.prompts < 0:
             return ["k, iterations and timesteps must be >= 1 and prompts >= 0"]
+        if self.grid and self.grid < self.timesteps:
+            return [f"grid ({self.grid}) must be 0 or at least timesteps ({self.timesteps})"]
         return []
 
 

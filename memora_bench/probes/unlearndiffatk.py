@@ -36,6 +36,7 @@ from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
 from memora_bench.models.generate import encode_images
 from memora_bench.models.text import encode_word_embeddings, prefix_ids
+from memora_bench.probes import registry
 from memora_bench.probes.registry import UnlearnDiffAtkParams
 from memora_bench.probes.registry import parse_params as parse
 from memora_bench.results import cost_record
@@ -82,6 +83,12 @@ def sampled_timesteps(n: int, total: int = 1000) -> list[int]:
     return list(range(start, total, total // n))[:n]
 
 
+def attack_timesteps(p: AttackParams) -> list[int]:
+    """The timesteps attacked in turn: ``timesteps`` spread over [0, T) (``grid`` 0), or the first
+    ``timesteps`` of the reference's grid of ``grid`` (50: t = 10, 30, ..., 990, from the least noise)."""
+    return sampled_timesteps(p.grid)[: p.timesteps] if p.grid else sampled_timesteps(p.timesteps)
+
+
 def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generator], p: AttackParams,
            judge, progress: bool = False) -> list[dict]:
     """Attack every prompt; ``judge(texts, indices) -> list[bool]`` draws and judges candidate prompts.
@@ -107,7 +114,7 @@ def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generato
     te.requires_grad_(False)
     unet.requires_grad_(False)
     steps = 0
-    for t in tqdm(sampled_timesteps(p.timesteps), desc="unlearndiffatk", disable=not progress, leave=False):
+    for t in tqdm(attack_timesteps(p), desc="unlearndiffatk", disable=not progress, leave=False):
         if not active:
             break
         a = alphas[t]
@@ -155,7 +162,7 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     # 0. each prompt as written: success there costs nothing (the reference's first check)
     first = unit.judge(unit.images(rows, "attack"), "attack")
     key = cache_key({"stage": "unlearndiffatk", "code_version": CODE_VERSION, "model": unit.model.fingerprint,
-                     "rows": [(r.id, r.prompt, r.seed, r.guidance) for r in rows], "params": p.__dict__,
+                     "rows": [(r.id, r.prompt, r.seed, r.guidance) for r in rows], "params": registry.recorded(p),
                      "generation": unit.task.generation.__dict__})
     outcome = unit.cache.get_json(key)
     if outcome is None:
@@ -169,7 +176,7 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
             raise RuntimeError(f"UnlearnDiffAtk: {rec['row'].id} judged {rec['hit']} on re-evaluation but "
                                f"{o['success']} during the attack (the images are not reproducible)")
     result = {
-        "params": dict(p.__dict__),
+        "params": registry.recorded(p),
         "rates": unit.rates(records),
         "per_prompt": [{"prompt_id": r.id, "adversarial_prompt": o["prompt"], "success": o["success"],
                         "steps": o["steps"], "candidates": o["candidates"]} for r, o in zip(rows, outcome)],
