@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow bench gate world baselines leaderboard chromium clean-venv
+.PHONY: demo test test-slow bench gate world baselines results-v4 leaderboard chromium clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,18 @@ baselines: $(VENV)/.installed
 	$(BIN)/memora-bench baselines table results/mini-v1 --only plain --write docs/baselines.md
 	$(BIN)/memora-bench baselines table results/mini-v2 --only memora --write docs/baselines.md
 	$(BIN)/memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md
+
+# mini-v4 (the suite being filled in): every control, baseline and the demo into results/mini-v4, one process per
+# (submission, task) so each result lands on its own (resumable: a result already there is kept). Commit each
+# result as it lands (NOTES.md, session 15).
+results-v4: $(VENV)/.installed
+	for t in mini-seven mini-bold mini-three-eight; do \
+	  for s in original oracle hidden-original-$$t hidden-oracle-$$t $$(cd controls && ls -d ladder-*-$$t | sort -t- -k2 -n) \
+	           $$(cd baselines && ls -d *-$$t); do \
+	    $(BIN)/memora-bench evaluate $$s --suite mini-v4 --tasks $$t --out results/mini-v4 --quiet || exit 1; \
+	  done; \
+	done
+	$(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v4 --out submissions/demo-ablate-seven/results/mini-v4 --quiet
 
 # The committed leaderboard site, rebuilt from the committed results (images from the local cache, else the ones
 # the site already has).
