@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_cli().parse_args(argv)
     try:
         return _run(args)
+    except BrokenPipeError:  # the reader went away (`memora-bench ls suites | head`): nothing is wrong
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as err:  # a bug or an input no check foresaw: one line, never a traceback read as exit 1
         inputs = " ".join(str(v) for k, v in sorted(vars(args).items())
                           if k in ("old", "new", "results", "submissions", "paths") and v)

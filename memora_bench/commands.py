@@ -457,17 +457,59 @@ def _kind_of(path: Path) -> str | None:
     return None
 
 
+def _suite_status(name: str) -> str:
+    """"official" for the default suite, "retired" for an earlier version of its family, "newer (being filled
+    in)" for a later one, "" otherwise (another family, e.g. the SD-1.4 suites)."""
+    family, _, version = name.rpartition("-v")
+    official_family, _, official = DEFAULT_SUITE.rpartition("-v")
+    if name == DEFAULT_SUITE:
+        return "official"
+    if family != official_family or not version.isdigit():
+        return ""
+    return "retired" if int(version) < int(official) else "newer (being filled in)"
+
+
 def ls(args) -> int:
+    """What exists, one item per line with what tells it apart (``--json``: a list of records)."""
     root = repo_root()
+    records = []
     if args.what == "tasks":
-        items = [p.stem for p in sorted((root / "tasks").glob("*.yaml"))]
+        for p in sorted((root / "tasks").glob("*.yaml")):
+            try:
+                t = load_task(p)
+                records.append({"name": t.name, "version": t.version,
+                                "concepts": [c.name for c in t.concepts], "base_model": t.base_model.id})
+            except SpecError as err:
+                records.append({"name": p.stem, "problem": err.problems[0]})
     elif args.what == "suites":
-        items = [p.stem for p in sorted((root / "benchmark").glob("*.yaml"))]
+        for p in sorted((root / "benchmark").glob("*.yaml")):
+            try:
+                s = load_suite(p)
+                records.append({"name": s.name, "version": s.version, "status": _suite_status(s.name),
+                                "tasks": list(s.tasks), "probes": [q.name for q in s.probes]})
+            except SpecError as err:
+                records.append({"name": p.stem, "problem": err.problems[0]})
     elif args.what == "submissions":
-        items = [p.parent.name for p in evaluable_submissions()]
+        for p in evaluable_submissions():
+            try:
+                sub = load_submission(p)
+                records.append({"name": sub.name, "folder": p.parent.parent.name, "method": sub.method,
+                                "tasks": list(sub.tasks)})
+            except SpecError as err:
+                records.append({"name": p.parent.name, "folder": p.parent.parent.name, "problem": err.problems[0]})
     else:
-        items = sorted(PROBES)
-    print(json.dumps(items) if args.json else "\n".join(items))
+        records = [{"name": n, "title": PROBES[n].title} for n in sorted(PROBES)]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return EXIT_OK
+    for r in records:
+        extra = {k: v for k, v in r.items() if k != "name"}
+        bits = []
+        for k, v in extra.items():
+            if v in ("", [], None):
+                continue
+            bits.append(f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}")
+        print(f"{r['name']:32s} {'; '.join(bits)}")
     return EXIT_OK
 
 

@@ -23,3 +23,22 @@ def test_unknown_subcommand_is_bad_input():
     res = subprocess.run([sys.executable, "-m", "memora_bench.cli", "frobnicate"], capture_output=True, text=True)
     assert res.returncode == 2
     assert "invalid choice" in res.stderr
+
+
+def test_ls_shows_versions_status_and_every_evaluable_submission(capsys):
+    """Issue 28: suites with version and official / retired; every submission `evaluate` takes by name."""
+    import json
+
+    from memora_bench.cli import main
+    from memora_bench.paths import DEFAULT_SUITE
+
+    assert main(["ls", "suites", "--json"]) == 0
+    suites = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert suites[DEFAULT_SUITE]["status"] == "official" and suites["mini-v1"]["status"] == "retired"
+    assert all(r["version"] >= 1 for r in suites.values())
+    assert main(["ls", "submissions", "--json"]) == 0
+    subs = {r["name"]: r["folder"] for r in json.loads(capsys.readouterr().out)}
+    assert subs["original"] == "submissions" and subs["esd-x-mini-seven"] == "baselines"
+    assert subs["hidden-original-mini-seven"] == "controls" and len([f for f in subs.values() if f == "baselines"]) == 21
+    assert main(["ls", "suites"]) == 0
+    assert "status official" in capsys.readouterr().out
