@@ -16,8 +16,8 @@ from pathlib import Path
 from scipy import stats
 
 from memora_bench.paths import repo_root
-from memora_bench.results import load_result
 from memora_bench.scoring import is_original, is_retrain_oracle
+from memora_bench.unlearning.table import load_with_references
 from memora_bench.verdict import concept_evidence, concept_headlines, verdict, verdict_params
 
 MARKERS = ("<!-- controls-table:begin -->", "<!-- controls-table:end -->")
@@ -39,9 +39,7 @@ def control_rows(results: Path, controls: Path | None = None) -> list[dict]:
     """One row per (control, task, concept) among the result files under ``results`` whose MemoRa section
     carries the verdict's evidence (mini-v4 on)."""
     controls = controls or repo_root() / "controls"
-    loaded = [load_result(p) for p in sorted(Path(results).glob("*/*.json"))]
-    oracles = {r["task"]["name"]: r for r in loaded if is_retrain_oracle(r)}
-    originals = {r["task"]["name"]: r for r in loaded if is_original(r)}
+    loaded, oracles, originals = load_with_references(results)
     rows = []
     for r in loaded:
         task, name = r["task"]["name"], r["submission"]["name"]

@@ -173,11 +173,18 @@ def _recipe(sub: str, baselines: Path) -> str:
     return json.loads(build_json.read_text())["recipe"] if build_json.exists() else sub
 
 
-def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
-    """One row per (submission, task, erased concept) of the results that ran an adversarial probe."""
+def load_with_references(results: Path) -> tuple[list[dict], dict[str, dict], dict[str, dict]]:
+    """Every result under ``results`` (``<submission>/<task>.json``), and per task the retrain oracle's and the
+    original model's among them (the headline compares every probe with them)."""
     loaded = [load_result(p) for p in sorted(Path(results).glob("*/*.json"))]
     oracles = {r["task"]["name"]: r for r in loaded if is_retrain_oracle(r)}
     originals = {r["task"]["name"]: r for r in loaded if is_original(r)}
+    return loaded, oracles, originals
+
+
+def adversarial_rows(results: Path, baselines: Path) -> list[dict]:
+    """One row per (submission, task, erased concept) of the results that ran an adversarial probe."""
+    loaded, oracles, originals = load_with_references(results)
     out = []
     for r in loaded:
         probes = sorted(p for p in r["probes"] if is_adversarial(p))
@@ -256,9 +263,7 @@ def write_into(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None
 
 def verdict_rows(results: Path, baselines: Path) -> list[dict]:
     """One row per (submission, task, erased concept) of the results scored by the verdict (mini-v4 on)."""
-    loaded = [load_result(p) for p in sorted(Path(results).glob("*/*.json"))]
-    oracles = {r["task"]["name"]: r for r in loaded if is_retrain_oracle(r)}
-    originals = {r["task"]["name"]: r for r in loaded if is_original(r)}
+    loaded, oracles, originals = load_with_references(results)
     out = []
     for r in loaded:
         m = r["probes"].get("memora")
