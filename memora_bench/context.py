@@ -119,26 +119,30 @@ class ProbeContext:
         return task_prompts(self.task, which)
 
     # --- images -----------------------------------------------------------------------------------------
-    def image_key(self, row: PromptRow, seed: int, model: Model | None = None, steps: int | None = None) -> str:
+    def image_key(self, row: PromptRow, seed: int, model: Model | None = None, steps: int | None = None,
+                  scheduler: str | None = None) -> str:
         g = self.task.generation
         steps = steps or g.steps
         return cache_key({
             "stage": "generate", "code_version": GENERATE_CODE_VERSION, "model": (model or self.model).fingerprint,
-            "prompt": row.prompt, "seed": seed, "guidance": row.guidance, "scheduler": g.scheduler,
+            "prompt": row.prompt, "seed": seed, "guidance": row.guidance, "scheduler": scheduler or g.scheduler,
             "steps": steps, "height": g.height, "width": g.width, "micro_batch": MICRO_BATCH,
         })
 
     def images(self, rows: list[PromptRow], stage: str, model: Model | None = None, steps: int | None = None,
-               per_prompt: int | None = None) -> list[dict]:
+               per_prompt: int | None = None, scheduler: str | None = None) -> list[dict]:
         """One record per image (``images_per_prompt`` per row, seeds ``seed + j``), generating misses.
 
-        ``model`` defaults to the submission's model; ``steps`` and ``per_prompt`` override the task's.
+        ``model`` defaults to the submission's model; ``steps``, ``per_prompt`` and ``scheduler`` override the
+        task's (MemoRa and concept inversion draw their source images with DDIM, as their references do,
+        whatever sampler the card evaluates with).
         """
         model = model or self.model
         g = self.task.generation
         steps = steps or g.steps
         per_prompt = per_prompt or g.images_per_prompt
-        records = [{"row": r, "seed": r.seed + j, "image_key": self.image_key(r, r.seed + j, model, steps)}
+        scheduler = scheduler or g.scheduler
+        records = [{"row": r, "seed": r.seed + j, "image_key": self.image_key(r, r.seed + j, model, steps, scheduler)}
                    for r in rows for j in range(per_prompt)]
         missing = []
         for rec in records:
@@ -152,7 +156,7 @@ class ProbeContext:
         for rec in missing:
             by_guidance.setdefault(rec["row"].guidance, []).append(rec)
         for guidance, recs in sorted(by_guidance.items()):
-            config = GenerationConfig(g.scheduler, steps, guidance, g.height, g.width)
+            config = GenerationConfig(scheduler, steps, guidance, g.height, g.width)
             pipe = model.pipeline(self.timer)
             for i in range(0, len(recs), 64):  # write to the cache every chunk: a kill loses at most one chunk
                 self._generate_chunk(pipe, recs[i : i + 64], config, stage)

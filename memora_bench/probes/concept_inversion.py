@@ -115,7 +115,7 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
         seeds = [s for s in range(p.image_seed, p.image_seed + p.images)]
         src = [PromptRow(f"ci-{concept.name}-{s}", concept.prompt, s, unit.task.generation.guidance, concept.label)
                for s in seeds]
-        originals = unit.images(src, "concept_inversion_source", model=original)
+        originals = unit.images(src, "concept_inversion_source", model=original, scheduler="ddim")
         key = cache_key({"stage": "concept_inversion", "code_version": CODE_VERSION, "model": unit.model.fingerprint,
                          "sources": [o["image_key"] for o in originals], "kind": concept.kind, "params": p.__dict__})
         learnt = unit.cache.get_tensors(key)

@@ -68,7 +68,7 @@ def concept_images(unit: ProbeContext, original, concept, p: MemoraParams) -> li
 
     seeds = [s for pair in p.seed_pairs for s in pair]
     rows = [PromptRow(f"memora-{concept.name}-{s}", concept.prompt, s, p.guidance, concept.label) for s in seeds]
-    return unit.images(rows, "memora_concept", model=original, steps=p.steps, per_prompt=1)
+    return unit.images(rows, "memora_concept", model=original, steps=p.steps, per_prompt=1, scheduler="ddim")
 
 
 def _original_images(unit: ProbeContext, original, concept, rows, p: MemoraParams) -> tuple[list[dict], list[dict]]:
