@@ -98,6 +98,11 @@ def test_submission_page_has_curves_and_provenance(results, tmp_path):
     html = (out / "submissions" / f"{slug('method-a')}.html").read_text()
     assert html.count("<svg") == 1 and "retrain oracle" in html and 'class="ceiling"' in html
     assert "Provenance" in html and "mini-v1" in html and "result_file" in html
+    # the curve says what its axes are and which line is which
+    assert "LoRA relearning steps (log scale)" in html and "images showing the concept" in html
+    assert 'class="legend"' in html and "retrain oracle (floor)" in html and "original model (ceiling)" in html
+    index = (out / "index.html").read_text()
+    assert '<p class="about">Suite mini-v1 v1 · results up to 2026-11-23' in index
 
 
 def test_bad_inputs_are_named(results, tmp_path):
@@ -173,12 +178,12 @@ def test_the_forgetting_label_is_the_worst_case_over_probes(tmp_path):
         write_result(folder, r)
     build_site([folder], tmp_path / "site")
     rows = {r["submission"]: r for r in json.loads((tmp_path / "site" / "leaderboard.json").read_text())["rows"]}
-    assert (rows["method-c"]["label"], rows["method-c"]["label_detail"]) == ("partial", "by unlearndiffatk")
-    assert (rows["method-d"]["label"], rows["method-d"]["label_detail"]) == ("LTM", "by memora, unlearndiffatk")
+    assert (rows["method-c"]["label"], rows["method-c"]["label_detail"]) == ("partial", "by UnlearnDiffAtk")
+    assert (rows["method-d"]["label"], rows["method-d"]["label_detail"]) == ("LTM", "like the oracle under every probe")
     (folder / "oracle" / "mini-seven.json").unlink()
     build_site([folder], tmp_path / "site2")
     rows = {r["submission"]: r for r in json.loads((tmp_path / "site2" / "leaderboard.json").read_text())["rows"]}
-    assert (rows["method-d"]["label"], rows["method-d"]["label_detail"]) == ("undefined", "by unlearndiffatk")
+    assert (rows["method-d"]["label"], rows["method-d"]["label_detail"]) == ("undefined", "by UnlearnDiffAtk")
 
 
 def test_a_rebuild_without_the_cache_keeps_the_images_the_site_already_has(tmp_path):

@@ -72,7 +72,7 @@ def _env():
 
 # --- recovery curve as inline SVG -----------------------------------------------------------------------------
 
-W, H, PAD = 360, 220, 36
+W, H, PAD = 380, 250, 44
 
 
 def _xy(budget: float, rate: float, max_x: float) -> tuple[float, float]:
@@ -106,6 +106,11 @@ def curve_svg(concept: str, entry: dict, budgets: list[int]) -> dict:
     out["xticks"] = [{"x": _xy(b, 0, max_x)[0], "label": str(b)} for b in budgets]
     out["yticks"] = [{"y": _xy(0, r, max_x)[1], "label": f"{int(r * 100)} %"} for r in (0, 0.5, 1)]
     out["axis"] = {"x1": PAD, "x2": W - PAD, "y0": H - PAD, "ytop": PAD}
+    out["titles"] = {"x": {"x": W / 2, "y": H - 8, "text": "LoRA relearning steps (log scale)"},
+                     "y": {"x": 12, "y": H / 2, "text": "images showing the concept"}}
+    legend = [(s["name"], s["css"]) for s in out["series"]] + ([("original model (ceiling)", "ceiling")]
+                                                                 if ceiling else [])
+    out["legend"] = [{"x": PAD + 8, "y": PAD - 26 + 12 * i, "text": name, "css": css} for i, (name, css) in enumerate(legend)]
     return out
 
 
@@ -206,7 +211,7 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> d
     records = flat_records(tables)
     _write(out / "index.html", env.get_template("index.html").render(
         tables=tables, version=__version__, n_results=len(results), root="",
-        nudity_tasks=_nudity_tasks(results)))
+        nudity_tasks=_nudity_tasks(results), about=_about(results)))
     _write(out / "leaderboard.json", json.dumps({"memora_bench": __version__, "rows": records}, indent=2) + "\n")
     _write(out / "leaderboard.csv", _csv(records))
     pages = 0
@@ -225,6 +230,16 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> d
         pages += 1
     images = len(list((out / "img").glob("*.png"))) if (out / "img").exists() else 0
     return {"out": str(out), "tables": len(tables), "pages": pages, "results": len(results), "images": images}
+
+
+def _about(results) -> dict:
+    """What the board shows, for its header: the suites (name, version), the newest result's date, the code
+    versions (``environment.code``) and memora-bench versions the results were made with."""
+    data = [d for d, _ in results.values()]
+    return {"suites": sorted({f"{d['suite']['name']} v{d['suite']['version']}" for d in data}),
+            "newest": max((d.get("created", "")[:10] for d in data), default=""),
+            "code": sorted({(d.get("environment", {}).get("code") or "unrecorded")[:12] for d in data}),
+            "versions": sorted({d.get("environment", {}).get("memora_bench", "?") for d in data})}
 
 
 def _section(task: str, data: dict, path: Path, tables, sub: str, results, cache, out: Path) -> dict:

@@ -116,7 +116,15 @@ def headline_cell(d: dict, oracle: dict | None, original: dict | None, href: str
     title = (f"forgetting label{which}, the worst case over probes: MemoRa's label {memora_label} "
              f"(from M's interval and the suite's thresholds)"
              + (f"; decided by {', '.join(decided)}" if decided else ""))
-    return Cell(key, label, "" if decided == ["memora"] else "by " + ", ".join(decided), title, href, badge=label)
+    detail = ("like the oracle under every probe" if label == "LTM" else
+              "" if decided == ["memora"] else "by " + ", ".join(readable(w) for w in decided))
+    return Cell(key, label, detail, title, href, badge=label)
+
+
+def readable(where: str) -> str:
+    """A comparison's place in words, with the probe's published name: "memora@75" -> "MemoRa at 75 steps"."""
+    probe, _, budget = where.partition("@")
+    return f"{title(probe)} at {budget} steps" if budget else title(probe)
 
 
 def has_evidence(memora: dict) -> bool:
@@ -140,15 +148,17 @@ def verdict_cells(d: dict, oracle: dict | None, original: dict | None, href: str
                if oracle is None else f"the oracle's result lacks {', '.join(decided)}")
         return {"label": Cell(3, label, "", f"forgetting label{which}: {why}", href, badge=label),
                 "index": Cell(None, "–", "", f"index{which}: {why}", href)}
-    label_cell = Cell(key, label, "by " + ", ".join(decided),
+    words = ", ".join(readable(w) for w in decided)
+    detail = "like the oracle under every probe" if label == "LTM" else f"by {words}"
+    label_cell = Cell(key, label, detail,
                       f"forgetting label{which}, the worst case over probes and MemoRa budgets against the retrain "
-                      f"oracle (Holm-adjusted exact tests); decided by {', '.join(decided)}", href, badge=label)
+                      f"oracle (Holm-adjusted exact tests): {detail}", href, badge=label)
     if v.index is None:
         return {"label": label_cell, "index": Cell(None, "–", "", f"index{which}: no probe has an excess", href)}
     lo, hi = v.index_interval or (None, None)
     span = f"[{_num(lo, 2)}, {_num(hi, 2)}]"
     best = max((e for e in v.evidence if e.excess is not None), key=lambda e: e.excess)
-    where = best.probe if best.budget is None else f"{best.probe} at {best.budget} steps"
+    where = title(best.probe) if best.budget is None else f"{title(best.probe)} at {best.budget} steps"
     return {"label": label_cell,
             "index": Cell(v.index, _num(v.index, 2), span,
                           f"index{which}: the largest excess over the oracle ({where}: {best.k}/{best.n} against "
