@@ -18,6 +18,22 @@ def test_some_baselines_are_committed():
     assert len(BUILT) >= 18
 
 
+
+# The miniature cards gained the probes' vocabulary (issue 27: aliases, caption templates, initializer, Ring-A-Bell
+# pairs) after mini-v1 to mini-v3 ran; the probes read exactly the words they used before (tests/test_ringabell.py,
+# tests/test_concept_inversion.py), so those results stand. Each card's hash before that edit:
+CARD_BEFORE_VOCABULARY = {
+    "mini-seven": "9e4759709c6d3b094a4fc699eea3d537cae2ad0d353aa6933c730db22ab4bb56",
+    "mini-bold": "eab067cb0730378c380e6ab5170092200f2da53d3649e5815c32cc6133c51223",
+    "mini-three-eight": "3f0a446df7afc1b70980c4566ba3e1eefc2ab466291404703cabaf7ffac22f57",
+}
+
+
+def card_hashes(task: str) -> set[str]:
+    """The card's hash today, and before it gained the vocabulary (a result of mini-v1 to mini-v3 has that one)."""
+    return {sha256_file(ROOT / "tasks" / f"{task}.yaml"), CARD_BEFORE_VOCABULARY.get(task, "")}
+
+
 @pytest.mark.parametrize("folder", BUILT, ids=lambda p: p.name)
 def test_checkpoint_matches_its_build_record_and_manifest(folder):
     build = json.loads((folder / "build.json").read_text())
@@ -73,7 +89,7 @@ def test_mini_v2_result_was_run_with_the_committed_suite_card_and_checkpoint(pat
     r = load_result(path)
     assert r["suite"]["name"] == "mini-v2"
     assert r["suite"]["sha256"] == sha256_file(ROOT / "benchmark" / "mini-v2.yaml")
-    assert r["task"]["sha256"] == sha256_file(ROOT / "tasks" / f"{r['task']['name']}.yaml")
+    assert r["task"]["sha256"] in card_hashes(r["task"]["name"])
     sub = r["submission"]["name"]
     manifest = next(f / "submission.yaml" for f in (ROOT / "baselines" / sub, ROOT / "submissions" / sub)
                     if (f / "submission.yaml").exists())
@@ -111,7 +127,7 @@ def test_mini_v3_result_repeats_mini_v2_and_runs_every_adversarial_probe(path):
     r = load_result(path)
     assert r["suite"]["name"] == "mini-v3"
     assert r["suite"]["sha256"] == sha256_file(ROOT / "benchmark" / "mini-v3.yaml")
-    assert r["task"]["sha256"] == sha256_file(ROOT / "tasks" / f"{r['task']['name']}.yaml")
+    assert r["task"]["sha256"] in card_hashes(r["task"]["name"])
     assert set(r["probes"]) == {"plain", "memora", *ADVERSARIAL}
     v2 = load_result(V2 / path.parent.name / path.name)
     for part in ("plain", "memora"):
