@@ -154,10 +154,14 @@ def compare(old: dict, new: dict, interval: str = "wilson", tolerance: float | N
         if n is None:
             problems.append(f"{key[0]} / {key[1]}: present in OLD, missing in NEW")
             continue
-        for field in ("version", "sha256"):
-            if o["task"][field] != n["task"][field]:
-                problems.append(f"{key[0]} / {key[1]}: task {field} differs ({o['task'][field]} vs "
-                                f"{n['task'][field]}); results of different task versions are not comparable")
+        if o["task"]["version"] != n["task"]["version"]:
+            problems.append(f"{key[0]} / {key[1]}: task version differs ({o['task']['version']} vs "
+                            f"{n['task']['version']}); results of different task versions are not comparable")
+        elif o["task"]["sha256"] != n["task"]["sha256"] and not (exact or allow_mismatch):
+            # the same version, an edited card: --exact shows whether any count moved (the gate's purpose)
+            problems.append(f"{key[0]} / {key[1]}: the task card differs ({o['task']['sha256'][:12]} vs "
+                            f"{n['task']['sha256'][:12]}) under the same version; not comparable (--exact shows "
+                            f"whether any count moved; --allow-mismatch compares anyway)")
         if not allow_mismatch:
             problems += [f"{key[0]} / {key[1]}: {why}; not comparable (pass --allow-mismatch if the comparison "
                          f"is intended)" for why in mismatches(o, n, across_code=exact)]

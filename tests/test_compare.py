@@ -61,6 +61,13 @@ def test_bad_inputs_exit_2(tmp_path):
     other_version = write_result(tmp_path / "v2", make_result(task_version=2))
     res = cli(old, other_version)
     assert res.returncode == 2 and "task version differs" in res.stderr
+    # the same version, an edited card: refused, except under --exact (which shows whether a count moved)
+    edited = make_result()
+    edited["task"]["sha256"] = "f" * 64
+    edited = write_result(tmp_path / "edited", edited)
+    res = cli(old, edited)
+    assert res.returncode == 2 and "the task card differs" in res.stderr
+    assert cli(old, edited, "--exact").returncode == 0
     other_task = write_result(tmp_path / "t", make_result(task="mini-bold"))
     res = cli(old, other_task)
     assert res.returncode == 2 and "missing in NEW" in res.stderr
