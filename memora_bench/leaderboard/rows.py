@@ -71,9 +71,11 @@ def rate_cell(rate: dict | None, href: str, what: str) -> Cell:
 
 
 def _worst_concept(concepts: dict) -> tuple[str, dict]:
-    """The concept with the highest memory index (the least forgotten); ties by name."""
+    """The concept with the highest memory index, or MemoRa's verdict index (the least forgotten); ties by name."""
     def key(item):
         m = (item[1].get("score") or {}).get("memory")
+        if m is None:  # scored by the verdict (mini-v4 on): MemoRa's own index
+            m = (item[1].get("verdict") or {}).get("index")
         return (-(m if m is not None else -math.inf), item[0])
     return sorted(concepts.items(), key=key)[0]
 

@@ -18,7 +18,7 @@ from scipy import stats
 from memora_bench.paths import repo_root
 from memora_bench.scoring import is_original, is_retrain_oracle
 from memora_bench.unlearning.table import load_with_references
-from memora_bench.verdict import concept_evidence, concept_headlines, verdict, verdict_params
+from memora_bench.verdict import concept_headlines, verdict, verdict_params
 
 MARKERS = ("<!-- controls-table:begin -->", "<!-- controls-table:end -->")
 LABEL_TRUTH = {"original": "STM", "oracle": "LTM", "hidden-original": "STM", "hidden-oracle": "LTM"}
@@ -68,7 +68,7 @@ def control_rows(results: Path, controls: Path | None = None) -> list[dict]:
                          "plain": r["probes"]["plain"]["rates"][label],
                          "curve": [e.k for e in v.evidence if e.probe == "memora"],
                          "oracle_curve": [e.k_oracle for e in v.evidence if e.probe == "memora"],
-                         "evidence": concept_evidence(r, h["concept"], oracle, original),
+                         "evidence": list(v.evidence),  # relabel() runs the verdict again on them
                          "alpha": verdict_params(r["probes"]["memora"]["params"])[0],
                          "stm_excess": verdict_params(r["probes"]["memora"]["params"])[1]})
     order = {"original": 0, "hidden-original": 1, "ladder": 2, "hidden-oracle": 3, "oracle": 4}
