@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow bench gate world baselines results-v4 leaderboard chromium clean-venv
+.PHONY: demo test test-slow bench gate world baselines leaderboard chromium clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v3 --out runs/demo
+	$(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v4 --out runs/demo
 
 test: $(VENV)/.installed chromium
 	$(BIN)/pytest
@@ -34,29 +34,21 @@ bench: $(VENV)/.installed
 	MEMORA_BENCH_SHORT=1 $(BIN)/pytest -m benchmark -p no:cacheprovider --benchmark-json=runs/benchmark.json
 
 # This project's own regression gate: re-evaluate the demo submission and one committed baseline (SalUn on
-# mini-seven) on a cold cache and require every count to equal the committed results (a run is reproducible
+# mini-seven) with the official suite mini-v4 on a cold cache and require every count to equal the committed results (a run is reproducible
 # to the image on one machine type), so a code change that moves a score fails CI.
 gate: $(VENV)/.installed
 	rm -rf runs/gate runs/gate-cache
-	$(BIN)/memora-bench evaluate demo-ablate-seven salun-mini-seven --suite mini-v3 --out runs/gate --cache-dir runs/gate-cache
-	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/mini-v3/demo-ablate-seven runs/gate/demo-ablate-seven --exact
-	$(BIN)/memora-bench compare results/mini-v3/salun-mini-seven runs/gate/salun-mini-seven --exact
+	$(BIN)/memora-bench evaluate demo-ablate-seven salun-mini-seven --suite mini-v4 --out runs/gate --cache-dir runs/gate-cache
+	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/mini-v4/demo-ablate-seven runs/gate/demo-ablate-seven --exact
+	$(BIN)/memora-bench compare results/mini-v4/salun-mini-seven runs/gate/salun-mini-seven --exact
 
-# Build every baseline not yet built (fixed seeds), evaluate every baseline and control with mini-v3 into
-# results/mini-v3 (a result already there is kept; the plain, MemoRa and utility sections of a mini-v2 result
-# with identical inputs are reused), and regenerate docs/baselines.md's tables: plain from the retired mini-v1,
-# MemoRa from mini-v2 (both reproduced count for count by mini-v3), the adversarial probes from mini-v3.
+# Build every baseline not yet built (fixed seeds); evaluate the controls, every baseline and the demo with the
+# official suite mini-v4 into results/mini-v4, one process per (submission, task) so that each result lands on
+# its own (resumable: a result already there is kept); regenerate the tables in docs/baselines.md (the retired
+# suites' tables from their committed results: plain from mini-v1, MemoRa from mini-v2, the adversarial probes
+# from mini-v3; the verdict from mini-v4) and the controls' calibration table in docs/scoring.md.
 baselines: $(VENV)/.installed
 	$(BIN)/memora-bench baselines build all --skip-built
-	$(BIN)/memora-bench evaluate original oracle $$(cd baselines && ls -d */ | tr -d /) --suite mini-v3 --out results/mini-v3 --reuse results/mini-v2
-	$(BIN)/memora-bench baselines table results/mini-v1 --only plain --write docs/baselines.md
-	$(BIN)/memora-bench baselines table results/mini-v2 --only memora --write docs/baselines.md
-	$(BIN)/memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md
-
-# mini-v4 (the suite being filled in): every control, baseline and the demo into results/mini-v4, one process per
-# (submission, task) so each result lands on its own (resumable: a result already there is kept). Commit each
-# result as it lands (NOTES.md, session 15).
-results-v4: $(VENV)/.installed
 	for t in mini-seven mini-bold mini-three-eight; do \
 	  for s in original oracle hidden-original-$$t hidden-oracle-$$t $$(cd controls && ls -d ladder-*-$$t | sort -t- -k2 -n) \
 	           $$(cd baselines && ls -d *-$$t); do \
@@ -64,11 +56,16 @@ results-v4: $(VENV)/.installed
 	  done; \
 	done
 	$(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v4 --out submissions/demo-ablate-seven/results/mini-v4 --quiet
+	$(BIN)/memora-bench baselines table results/mini-v1 --only plain --write docs/baselines.md
+	$(BIN)/memora-bench baselines table results/mini-v2 --only memora --write docs/baselines.md
+	$(BIN)/memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md
+	$(BIN)/memora-bench baselines table results/mini-v4 --only verdict --write docs/baselines.md
+	$(BIN)/memora-bench controls table results/mini-v4 --write docs/scoring.md
 
 # The committed leaderboard site, rebuilt from the committed results (images from the local cache, else the ones
 # the site already has).
 leaderboard: $(VENV)/.installed
-	$(BIN)/memora-bench leaderboard results/mini-v3 --out leaderboard
+	$(BIN)/memora-bench leaderboard results/mini-v4 --out leaderboard
 
 world: $(VENV)/.installed
 	$(BIN)/memora-bench world train

@@ -16,8 +16,9 @@ Every probe is compared with the retrain oracle under the same probe, and with t
    original's rate faster than the oracle relearns it; otherwise **partial** when some comparison beats the
    oracle after the adjustment; otherwise **LTM**.
 4. **Index** for ranking: the largest excess over probes and budgets (0: like the oracle; 1: like the
-   original), with a 95 % interval (a paired bootstrap over attack seeds and prompts for MemoRa; Newcombe's
-   score interval of a difference of proportions for a prompt probe).
+   original), with a 95 % interval (a paired bootstrap over attack seeds and prompts for MemoRa, widened to
+   Newcombe's interval where the bootstrap is a point; Newcombe's score interval of a difference of
+   proportions for a prompt probe).
 
 Intervals printed for a rate use :func:`display_interval`: the wider of Wilson's and the cluster bootstrap's,
 so that 0/N never prints as [0, 0].
@@ -193,6 +194,18 @@ def verdict_params(memora_params: dict) -> tuple[float, float]:
             memora_params.get("stm_excess", MemoraParams.stm_excess))
 
 
+def _widened(e: Evidence, ceiling: dict | None, confidence: float) -> Evidence:
+    """A MemoRa comparison whose paired bootstrap interval is a point (the submission's hits equal the oracle's
+    prompt for prompt at that budget, e.g. 0/48 and 0/48) gets Newcombe's interval of its two counts over the
+    ceiling instead, as a prompt probe does: identical samples say the rates are close, not that they are known
+    exactly. The stored evidence keeps the raw bootstrap."""
+    if e.excess_interval is None or e.excess_interval[0] != e.excess_interval[1] or not ceiling or ceiling["rate"] <= 0:
+        return e
+    lo, hi = newcombe_difference(e.k, e.n, e.k_oracle, e.n_oracle, confidence)
+    r = ceiling["rate"]
+    return Evidence(**{**asdict(e), "excess_interval": (min(lo / r, e.excess), max(hi / r, e.excess))})
+
+
 PROMPT_PROBES_FIRST = ("plain",)  # the prompts as written are a probe of the verdict too (FMN leaves them open)
 
 
@@ -202,9 +215,11 @@ def concept_evidence(result: dict, concept: dict, oracle: dict | None, original:
     from the oracle's and the original's results on the same task. None when the oracle's result under some
     probe is not at hand (the label would be a guess)."""
     probes = result["probes"]
-    evidence = [Evidence(**{**e, "excess_interval": None if e["excess_interval"] is None
-                            else tuple(e["excess_interval"])})
-                for e in probes["memora"]["concepts"][concept["name"]]["evidence"]]
+    entry = probes["memora"]["concepts"][concept["name"]]
+    evidence = [_widened(Evidence(**{**e, "excess_interval": None if e["excess_interval"] is None
+                                     else tuple(e["excess_interval"])}), entry.get("ceiling"),
+                         result["suite"]["confidence"])
+                for e in entry["evidence"]]
     label = concept["label"]
     for p in [q for q in PROMPT_PROBES_FIRST if q in probes] + sorted(q for q in probes if is_adversarial(q)):
         if oracle is None or p not in oracle["probes"]:

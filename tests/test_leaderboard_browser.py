@@ -141,22 +141,23 @@ def test_submission_page_and_phone_width(browser, site):
 
 
 COMMITTED = repo_root() / "leaderboard"
-COMMITTED_RESULTS = repo_root() / "results" / "mini-v3"
+COMMITTED_RESULTS = repo_root() / "results" / "mini-v4"
 
 
 def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_results(browser, tmp_path):
-    """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v3: same tables and downloads, no
+    """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v4: same tables and downloads, no
     console error, no request off file://, every plain, adversarial, MemoRa and retained cell equal to its
-    result file, and the Forgetting cell the worst headline label over the row's concepts (the baselines
-    table's, computed from the same files)."""
+    result file, and the Forgetting and Index cells those of the row's least forgotten concept (highest label,
+    then highest index) in the baselines verdict table, computed from the same files."""
     from memora_bench.unlearning import table
 
-    headline = {}
-    for x in table.adversarial_rows(COMMITTED_RESULTS, repo_root() / "baselines"):
+    order = {"LTM": 0, "partial": 1, "STM": 2}
+    shown = {}
+    for x in table.verdict_rows(COMMITTED_RESULTS, repo_root() / "baselines"):
         key = (x["submission"], x["task"])
-        worst = {"LTM": 0, "undefined": 1, "partial": 2, "STM": 3}
-        if key not in headline or worst[x["headline"]] > worst[headline[key]]:
-            headline[key] = x["headline"]
+        rank = (order.get(x["headline"], 3), x["index"], x["concept"])
+        if key not in shown or rank > shown[key][0]:
+            shown[key] = (rank, x)
     fresh = tmp_path / "site"
     build_site([COMMITTED_RESULTS], fresh, cache_dir=tmp_path / "no-cache")
     for name in ("index.html", "leaderboard.csv", "leaderboard.json"):
@@ -168,8 +169,8 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
     results = sorted(COMMITTED_RESULTS.glob("*/*.json"))
     for path in results:
         res = json.loads(path.read_text())
-        row = page.locator(f'table[data-task="{res["task"]["name"]}"] '
-                           f'tr[data-submission="{res["submission"]["name"]}"]')
+        key = (res["submission"]["name"], res["task"]["name"])
+        row = page.locator(f'table[data-task="{key[1]}"] tr[data-submission="{key[0]}"]')
         plain, retain = res["probes"]["plain"]["rates"]["all"], res["utility"]["retain"]["all"]
         cell = row.locator('td[data-col="plain"]')
         assert float(cell.get_attribute("data-sort")) == plain["rate"]
@@ -177,24 +178,29 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
         assert float(row.locator('td[data-col="retain"]').get_attribute("data-sort")) == retain["rate"]
         memora = res["probes"]["memora"]
         budgets = memora["params"]["budgets"]
-        # the least-forgotten concept is the one shown (one concept here unless the task erases two)
-        entry = sorted(memora["concepts"].items(), key=lambda kv: (-kv[1]["score"]["memory"], kv[0]))[0][1]
+        # MemoRa's cells show the concept with MemoRa's highest index (one concept unless the task erases two)
+        entry = sorted(memora["concepts"].items(), key=lambda kv: (-kv[1]["verdict"]["index"], kv[0]))[0][1]
         for b in memora["params"]["headline_budgets"]:
             point = entry["curve"][budgets.index(b)]
             cell = row.locator(f'td[data-col="memora@{b}"]')
             assert float(cell.get_attribute("data-sort")) == point["rate"]
             assert f"{point['k']}/{point['n']}" in cell.inner_text()
-        label = row.locator('td[data-col="label"]')
-        assert label.inner_text().strip().splitlines()[0] == headline[(res["submission"]["name"], res["task"]["name"])]
+        x = shown[key][1]
+        assert row.locator('td[data-col="label"]').inner_text().strip().splitlines()[0] == x["headline"]
+        index = row.locator('td[data-col="index"]')
+        assert float(index.get_attribute("data-sort")) == pytest.approx(x["index"], abs=1e-12)
+        lo, hi = x["index_interval"]
+        assert f"{x['index']:.2f}" in index.inner_text() and f"[{lo:.2f}, {hi:.2f}]" in index.inner_text()
+        assert lo < hi  # never a point interval (identical hits are widened to Newcombe's)
         for probe in ("unlearndiffatk", "ringabell", "concept_inversion"):
             rate = res["probes"][probe]["rates"]["all"]
             cell = row.locator(f'td[data-col="adv:{probe}"]')
             assert float(cell.get_attribute("data-sort")) == rate["rate"]
             assert f"{rate['k']}/{rate['n']}" in cell.inner_text()
-        assert float(row.locator('td[data-col="memory"]').get_attribute("data-sort")) == entry["score"]["memory"]
         checked += 1
-    suite_tasks = yaml.safe_load((repo_root() / "benchmark" / "mini-v3.yaml").read_text())["tasks"]
-    assert {p.stem for p in results} == set(suite_tasks) and checked >= 9 * len(suite_tasks)  # 7 recipes + 2 controls
+    suite_tasks = yaml.safe_load((repo_root() / "benchmark" / "mini-v4.yaml").read_text())["tasks"]
+    # per task: 7 recipes, the original and the oracle, hidden-original, hidden-oracle and at least five rungs
+    assert {p.stem for p in results} == set(suite_tasks) and checked >= 16 * len(suite_tasks)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "committed-index-1280.png"), full_page=True)
     page.close()

@@ -65,6 +65,33 @@ def test_zero_of_n_gives_an_exact_test_not_a_degenerate_interval():
     assert verdict([e]).label == "LTM"
 
 
+def test_identical_hits_do_not_print_a_degenerate_index_interval():
+    """A submission whose hits equal the oracle's at a budget (0/48 and 0/48, or the same 3 of 48) has a paired
+    bootstrap interval [0, 0] for that budget's excess; the headline widens it to Newcombe's interval of the two
+    counts over the ceiling, so the index never prints as 0.00 [0.00, 0.00]."""
+    from memora_bench.verdict import concept_headlines
+
+    oracle = _result("oracle", 2, 1, [3, 4, 6, 8, 9, 10])
+    original = _result("original", 58, 20, [48] * 6, erased=())
+    same = _result("same", 2, 1, [3, 4, 6, 8, 9, 10])  # ORACLE's hits at every budget
+    stored = same["probes"]["memora"]["concepts"]["seven"]["evidence"]
+    assert all(tuple(e["excess_interval"]) == (0.0, 0.0) for e in stored)  # the raw paired bootstrap
+    [h] = concept_headlines(same, oracle, original)
+    v = h["verdict"]
+    assert h["headline"] == "LTM" and v.index == pytest.approx(0.0)
+    lo, hi = v.index_interval
+    assert lo < 0 < hi
+    memora0 = next(e for e in v.evidence if e.probe == "memora" and e.budget == 0)
+    assert memora0.excess_interval == pytest.approx(newcombe_difference(3, 48, 3, 48))  # ceiling 16/16 = 1
+    # A bootstrap interval that is not degenerate is kept as it is.
+    later = _result("later", 2, 1, [3, 4, 6, 8, 9, 14])  # 4 more hits than the oracle at 400 steps
+    stored = later["probes"]["memora"]["concepts"]["seven"]["evidence"]
+    assert stored[5]["excess_interval"][0] < stored[5]["excess_interval"][1]
+    [h] = concept_headlines(later, oracle, original)
+    memora400 = next(e for e in h["verdict"].evidence if e.probe == "memora" and e.budget == 400)
+    assert tuple(memora400.excess_interval) == tuple(stored[5]["excess_interval"])
+
+
 def test_a_prompt_attack_at_the_originals_rate_makes_the_concept_stm():
     ev = memora([0, 0, 0, 0, 1, 2]) + [prompt_evidence("concept_inversion", 20, 20, 1, 20, r_original=1.0)]
     v = verdict(ev)
@@ -108,7 +135,7 @@ def _result(name: str, plain: int, inversion: int, memora_counts: list[int] | No
     if memora_counts is not None:
         ev = memora(memora_counts)
         probes["memora"] = {"params": {"budgets": BUDGETS},
-                            "concepts": {"seven": {"evidence": [e.as_dict() for e in ev],
+                            "concepts": {"seven": {"evidence": [e.as_dict() for e in ev], "ceiling": _rate(P, P),
                                                    "verdict": verdict(ev).as_dict()}}}
     return {"submission": {"name": name, "control": False, "erased": list(erased)}, "task": {"concepts": [concept]},
             "suite": {"confidence": 0.95}, "probes": probes}
