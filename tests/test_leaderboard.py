@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from memora_bench.leaderboard.build import LeaderboardError, build_site, slug
 from tests.helpers import make_result, write_result
@@ -206,3 +208,24 @@ def test_a_rebuild_without_the_cache_keeps_the_images_the_site_already_has(tmp_p
     build_site([results], out)
     shown = {f.split('"')[0] for f in page.read_text().split('src="../img/')[1:]}
     assert shown and all((out / "img" / name).is_file() for name in shown)
+
+
+def test_paper_links_come_from_the_result_or_its_hash_matched_manifest_and_only_http():
+    from memora_bench.leaderboard.build import papers
+    from memora_bench.specs import sha256_file
+
+    root = Path(__file__).resolve().parents[1]
+    manifest = root / "baselines" / "salun-mini-seven" / "submission.yaml"
+
+    def result(name, **sub):
+        return ({"submission": {"name": name, **sub}}, None)
+
+    found = papers({
+        ("hashed", "t"): result("hashed", manifest_sha256=sha256_file(manifest)),
+        ("own", "t"): result("own", reference="https://example.org/paper", authors=["A. Author"]),
+        ("script", "t"): result("script", reference="javascript:alert(1)"),
+        ("unknown", "t"): result("unknown", manifest_sha256="0" * 64),
+    })
+    assert found["hashed"]["reference"] == yaml.safe_load(manifest.read_text())["reference"]
+    assert found["own"] == {"reference": "https://example.org/paper", "authors": ("A. Author",)}
+    assert "script" not in found and "unknown" not in found

@@ -204,3 +204,72 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "committed-index-1280.png"), full_page=True)
     page.close()
+
+
+def test_overview_charts_scatter_filters_paper_links_and_the_scoring_page(browser, tmp_path):
+    """Built from results/mini-v4: per task and erased concept one chart with every method's MemoRa curve and the
+    oracle's, a robustness-against-utility scatter of the methods with the original and the oracle, row filters
+    by text, label and controls, method names linking to the paper of their (hash-matched) manifest, and
+    docs/scoring.md rendered as a page."""
+    fresh = tmp_path / "site"
+    build_site([COMMITTED_RESULTS], fresh, cache_dir=tmp_path / "no-cache")
+    page, events = open_page(browser, fresh / "index.html")
+    assert not events["console"] and not events["errors"], events
+    results = [json.loads(p.read_text()) for p in sorted(COMMITTED_RESULTS.glob("*/*.json"))]
+    figures = 0
+    for task in sorted({r["task"]["name"] for r in results}):
+        here = [r for r in results if r["task"]["name"] == task]
+        methods = {r["submission"]["name"] for r in here if not r["submission"]["control"]}
+        budgets = here[0]["probes"]["memora"]["params"]["budgets"]
+        for concept in sorted(here[0]["probes"]["memora"]["concepts"]):
+            fig = page.locator(f'figure.overview[data-task="{task}"][data-concept="{concept}"]')
+            if not methods:
+                assert fig.count() == 0
+                continue
+            figures += 1
+            names = set(fig.locator("g.series").evaluate_all("gs => gs.map(g => g.getAttribute('data-name'))"))
+            assert names == methods | {"retrain oracle (floor)"}, (task, concept, names)
+            assert fig.locator("g.series circle").count() == len(budgets) * len(names)
+            assert "LoRA relearning steps" in fig.inner_text() and "original model (ceiling)" in fig.inner_text()
+        if methods:
+            points = set(page.locator(f'figure.scatter[data-task="{task}"] g.point').evaluate_all(
+                "gs => gs.map(g => g.getAttribute('data-name'))"))
+            assert points == methods | {"original", "oracle"}, (task, points)
+    assert figures >= 2
+    # filters on mini-seven: text, label, controls
+    table = page.locator('table[data-task="mini-seven"]')
+    box = page.locator('.filters[data-for="mini-seven"]')
+
+    def visible():
+        return [r.get_attribute("data-submission") for r in table.locator("tbody tr").all() if r.is_visible()]
+
+    every = visible()
+    assert len(every) == table.locator("tbody tr").count() >= 9
+    box.locator('[data-filter="text"]').fill("salun")
+    assert visible() == ["salun-mini-seven"] and box.locator('[data-filter="count"]').inner_text() == \
+        f"1 of {len(every)} rows"
+    box.locator('[data-filter="text"]').fill("")
+    box.locator('[data-filter="label"]').select_option("STM")
+    stm = visible()
+    assert stm and all(table.locator(f'tr[data-submission="{s}"]').get_attribute("data-label") == "STM" for s in stm)
+    assert len(stm) < len(every)
+    box.locator('[data-filter="label"]').select_option("")
+    box.locator('[data-filter="controls"]').uncheck()
+    methods = visible()
+    assert methods and all(table.locator(f'tr[data-submission="{s}"]').get_attribute("data-control") == "no"
+                           for s in methods)
+    assert len(methods) == len({r["submission"]["name"] for r in results
+                                if r["task"]["name"] == "mini-seven" and not r["submission"]["control"]})
+    # the method name links to the paper its manifest names
+    manifest = yaml.safe_load((repo_root() / "baselines" / "esd-x-mini-seven" / "submission.yaml").read_text())
+    link = table.locator('tr[data-submission="esd-x-mini-seven"] a.paper')
+    assert link.get_attribute("href") == manifest["reference"] and link.inner_text() == manifest["method"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "overview-1280.png"), full_page=True)
+    page.close()
+    page, events = open_page(browser, fresh / "scoring.html")
+    assert not events["console"] and not events["errors"], events
+    assert page.locator("article.doc h2", has_text="The verdict").count() == 1
+    assert page.locator("article.doc table").count() >= 3 and page.locator("script").count() == 1
+    assert "<!--" not in page.inner_text("body")  # the generated tables' markers are not shown
+    page.close()

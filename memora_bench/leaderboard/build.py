@@ -12,15 +12,19 @@ import shutil
 import sys
 from pathlib import Path
 
+import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markdown_it import MarkdownIt
 
 from memora_bench import __version__
 from memora_bench.cache import Cache, atomic_write_text, is_key
 from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.leaderboard.rows import build_tables, flat_records, rate_cell
 from memora_bench.paths import repo_root
+from memora_bench.probes.registry import title
 from memora_bench.results import ResultError, load_image_lines, load_result
-from memora_bench.scoring import is_original
+from memora_bench.scoring import is_original, is_retrain_oracle
+from memora_bench.specs import sha256_file
 from memora_bench.verdict import display_interval
 
 HERE = Path(__file__).parent
@@ -114,6 +118,166 @@ def curve_svg(concept: str, entry: dict, budgets: list[int]) -> dict:
     return out
 
 
+# --- per task: every method's recovery curve on one chart, and robustness against utility --------------------------
+
+OW, OH = 600, 320
+PALETTE = 8  # CSS classes c0 .. c7; a ninth method repeats a colour with a dashed line
+
+
+def overview_svg(task: str, concept: str, items: list[dict], budgets: list[int]) -> dict | None:
+    """Every method's MemoRa curve for ``concept`` on one chart (log axis), with the retrain oracle's curve (the
+    floor) and the original model's rate (the ceiling). Controls other than the oracle and the original are left
+    out: the chart compares methods. None when no method was attacked with MemoRa on this concept."""
+    max_x = math.log2(1 + max(budgets)) or 1.0
+
+    def xy(b, r):
+        x = PAD + (OW - 2 * PAD - 170) * (math.log2(1 + b) / max_x)
+        return round(x, 1), round(OH - PAD - (OH - 2 * PAD) * r, 1)
+
+    methods, oracle, ceiling = [], None, None
+    for d in items:
+        entry = ((d["probes"].get("memora") or {}).get("concepts") or {}).get(concept)
+        if entry is None or list(d["probes"]["memora"]["params"]["budgets"]) != list(budgets):
+            continue
+        if is_retrain_oracle(d):
+            oracle = entry["curve"]
+        elif is_original(d):
+            ceiling = ceiling or entry.get("ceiling")
+        elif not d["submission"].get("control"):
+            methods.append((d["submission"]["name"], entry["curve"]))
+        ceiling = ceiling or entry.get("ceiling")
+        oracle = oracle or entry.get("oracle_curve")
+    if not methods:
+        return None
+    lines = []
+    for i, (name, curve) in enumerate(sorted(methods)):
+        pts = [xy(b, p["rate"]) for b, p in zip(budgets, curve)]
+        lines.append({"name": name, "css": f"c{i % PALETTE}" + (" dashed" if i >= PALETTE else ""),
+                      "points": " ".join(f"{x},{y}" for x, y in pts),
+                      "dots": [{"x": x, "y": y, "title": f"{name}, {b} steps: {p['k']}/{p['n']}"}
+                               for (x, y), b, p in zip(pts, budgets, curve)]})
+    if oracle:
+        pts = [xy(b, p["rate"]) for b, p in zip(budgets, oracle)]
+        lines.append({"name": "retrain oracle (floor)", "css": "oracle", "points": " ".join(f"{x},{y}" for x, y in pts),
+                      "dots": [{"x": x, "y": y, "title": f"retrain oracle, {b} steps: {p['k']}/{p['n']}"}
+                               for (x, y), b, p in zip(pts, budgets, oracle)]})
+    x_end = xy(max(budgets), 0)[0]
+    out = {"task": task, "concept": concept, "width": OW, "height": OH, "lines": lines,
+           "axis": {"x1": PAD, "x2": x_end, "y0": OH - PAD, "ytop": PAD},
+           "xticks": [{"x": xy(b, 0)[0], "label": str(b)} for b in budgets],
+           "yticks": [{"y": xy(0, r)[1], "label": f"{int(r * 100)} %"} for r in (0, 0.5, 1)],
+           "titles": {"x": {"x": (PAD + x_end) / 2, "y": OH - 8, "text": "LoRA relearning steps (log scale)"},
+                      "y": {"x": 12, "y": OH / 2, "text": "images showing the concept"}}}
+    if ceiling:
+        out["ceiling"] = {"y": xy(0, ceiling["rate"])[1], "x1": PAD, "x2": x_end,
+                          "title": f"original model: {ceiling['k']}/{ceiling['n']}"}
+    legend = [(x["name"], x["css"]) for x in lines] + ([("original model (ceiling)", "ceiling")] if ceiling else [])
+    out["legend"] = [{"x": x_end + 16, "y": PAD + 14 * i, "text": name, "css": css} for i, (name, css) in enumerate(legend)]
+    return out
+
+
+def scatter_svg(table) -> dict | None:
+    """Robustness against utility for a task scored by the verdict: each method's index (x; 0 like the retrain
+    oracle, 1 like the original) against its retained-concept accuracy (y), with the original and the oracle as
+    reference points. None for tables without an index."""
+    points = []
+    for row in table.rows:
+        idx, ret = row.cells.get("index"), row.cells.get("retain")
+        if idx is None or ret is None or idx.sort is None or ret.sort is None:
+            continue
+        if row.control and row.submission not in ("original", "oracle"):
+            continue
+        points.append((row.submission, float(idx.sort), float(ret.sort), row.label, row.control))
+    if not points:
+        return None
+    lo = min(0.0, min(p[1] for p in points))
+    hi = max(1.0, max(p[1] for p in points))
+    y_lo = min(0.5, min(p[2] for p in points))
+    w, h, right = 540, OH, 110  # room on the right for the labels of the points at the top of the index
+
+    def xy(i, r):
+        return (round(PAD + (w - PAD - right) * (i - lo) / (hi - lo), 1),
+                round(h - PAD - (h - 2 * PAD) * (r - y_lo) / (1 - y_lo), 1))
+
+    dots = [{"x": xy(i, r)[0], "y": xy(i, r)[1], "name": name, "css": label or "undefined",
+             "reference": control, "title": f"{name}: index {i:.2f}, retained {100 * r:.1f} %, {label}"}
+            for name, i, r, label, control in sorted(points, key=lambda p: (-p[2], p[1], p[0]))]
+    placed: list[tuple[float, float]] = []
+    for d in dots:  # labels of points that coincide are stacked downwards instead of printed on each other
+        lx, ly = d["x"] + 6, d["y"] - 5
+        while any(abs(lx - px) < 90 and abs(ly - py) < 11 for px, py in placed):
+            ly += 11
+        placed.append((lx, ly))
+        d["lx"], d["ly"] = lx, round(ly, 1)
+    ticks = sorted({round(lo, 1), 0.0, 0.5, 1.0, round(hi, 1)})
+    return {"task": table.task, "width": w, "height": h, "dots": dots,
+            "axis": {"x1": PAD, "x2": w - right, "y0": h - PAD, "ytop": PAD},
+            "xticks": [{"x": xy(t, y_lo)[0], "label": f"{t:.1f}"} for t in ticks],
+            "yticks": [{"y": xy(lo, r)[1], "label": f"{int(round(r * 100))} %"} for r in (y_lo, (y_lo + 1) / 2, 1.0)],
+            "titles": {"x": {"x": (PAD + w - right) / 2, "y": h - 8,
+                             "text": "index: how much comes back (0 like the oracle, 1 like the original)"},
+                       "y": {"x": 12, "y": h / 2, "text": "retained accuracy (higher is better)"}}}
+
+
+def task_charts(results, tables) -> dict[str, dict]:
+    """Per task: its overview charts (one per erased concept) and its robustness-against-utility scatter."""
+    by_task: dict[str, list[dict]] = {}
+    for (_, task), (data, _) in sorted(results.items()):
+        by_task.setdefault(task, []).append(data)
+    out = {}
+    for table in tables:
+        items = by_task[table.task]
+        concepts = sorted({c for d in items for c in ((d["probes"].get("memora") or {}).get("concepts") or {})})
+        budgets = next((list(d["probes"]["memora"]["params"]["budgets"]) for d in items
+                        if d["probes"].get("memora")), [])
+        overviews = [o for c in concepts if (o := overview_svg(table.task, c, items, budgets))] if budgets else []
+        out[table.task] = {"overviews": overviews, "scatter": scatter_svg(table)}
+    return out
+
+
+# --- the methods' papers ------------------------------------------------------------------------------------------
+
+def _is_link(url) -> bool:
+    return isinstance(url, str) and re.fullmatch(r"https?://[^\s\"'<>]+", url) is not None
+
+
+def papers(results) -> dict[str, dict]:
+    """Submission name -> {"reference", "authors"} for the board's paper links: from the result's submission
+    block when it carries them, else from the submission manifest in this repository (baselines/, controls/,
+    submissions/) whose sha256 the result records, so a link is never taken from a file the result did not
+    name. Only http(s) addresses become links."""
+    manifests: dict[str, Path] | None = None
+    out = {}
+    for (sub, _), (data, _) in sorted(results.items()):
+        if sub in out:
+            continue
+        record = data["submission"]
+        ref, authors = record.get("reference"), record.get("authors")
+        if ref is None:
+            if manifests is None:
+                manifests = {sha256_file(f): f for folder in ("baselines", "controls", "submissions")
+                             for f in sorted((repo_root() / folder).glob("*/submission.yaml"))}
+            path = manifests.get(record.get("manifest_sha256", ""))
+            if path is not None:
+                try:
+                    manifest = yaml.safe_load(path.read_text()) or {}
+                except (OSError, yaml.YAMLError):
+                    manifest = {}
+                ref, authors = manifest.get("reference"), manifest.get("authors")
+        if _is_link(ref):
+            out[sub] = {"reference": ref, "authors": tuple(str(a) for a in (authors or []))}
+    return out
+
+
+# --- the scoring doc as a page --------------------------------------------------------------------------------------
+
+def scoring_html(markdown_text: str) -> str:
+    """docs/scoring.md as HTML (CommonMark with tables; raw HTML in the source is escaped, not passed through,
+    and the generated tables' marker comments are dropped)."""
+    text = re.sub(r"<!--.*?-->", "", markdown_text, flags=re.S)
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
 # --- image strips -------------------------------------------------------------------------------------------------
 
 def _lines(result: dict, path: Path) -> list[dict]:
@@ -200,17 +364,25 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> d
     (out / "static").mkdir(exist_ok=True)
     for f in (HERE / "static").iterdir():
         shutil.copyfile(f, out / "static" / f.name)
+    env = _env()
     scoring = repo_root() / "docs" / "scoring.md"
     if scoring.exists():
         shutil.copyfile(scoring, out / "scoring.md")
+        _write(out / "scoring.html", env.get_template("scoring.html").render(
+            body=scoring_html(scoring.read_text()), version=__version__, root=""))
     page_of = {}
     for sub, _ in results:
         page_of[sub] = f"submissions/{slug(sub)}.html"
     tables = build_tables({k: v[0] for k, v in results.items()}, lambda s: page_of[s])
-    env = _env()
+    links = papers(results)
+    for table in tables:
+        for row in table.rows:
+            if row.submission in links:
+                row.reference, row.authors = links[row.submission]["reference"], links[row.submission]["authors"]
     records = flat_records(tables)
     _write(out / "index.html", env.get_template("index.html").render(
-        tables=tables, version=__version__, n_results=len(results), root="",
+        tables=tables, version=__version__, n_results=len(results), root="", charts=task_charts(results, tables),
+        verdict=any(c.id == "index" for t in tables for c in t.columns),
         nudity_tasks=_nudity_tasks(results), about=_about(results)))
     _write(out / "leaderboard.json", json.dumps({"memora_bench": __version__, "rows": records}, indent=2) + "\n")
     _write(out / "leaderboard.csv", _csv(records))
@@ -253,7 +425,7 @@ def _section(task: str, data: dict, path: Path, tables, sub: str, results, cache
         "task": task, "table": table, "row": row, "curves": curves,
         "strips": strips(data, path, _original_for(results, task, data["base_model"]), cache, out),
         "nudity": any(c.get("kind") == "nudity" for c in data["task"]["concepts"]),
-        "probes": [{"name": p, "params": _kv(r.get("params") or {}),
+        "probes": [{"name": title(p), "params": _kv(r.get("params") or {}),
                     "concepts": [(c, rate_cell(rt, "", c)) for c, rt in r.get("rates", {}).items()]}
                    for p, r in data["probes"].items()],
         "provenance": _kv({"suite": data["suite"], "task": {k: v for k, v in data["task"].items()

@@ -37,6 +37,14 @@ class Row:
     control: bool
     page: str
     cells: dict[str, Cell] = field(default_factory=dict)
+    reference: str = ""  # the method's paper (an http(s) address), from its manifest
+    authors: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The Forgetting cell's label ("" when the table has none), for the board's label filter."""
+        cell = self.cells.get("label")
+        return cell.text if cell else ""
 
 
 @dataclass
@@ -253,7 +261,8 @@ def flat_records(tables: list[Table]) -> list[dict]:
     out = []
     for t in tables:
         for r in t.rows:
-            rec = {"task": t.task, "submission": r.submission, "method": r.method, "control": r.control}
+            rec = {"task": t.task, "submission": r.submission, "method": r.method, "control": r.control,
+                   "reference": r.reference}
             for c in t.columns:
                 cell = r.cells.get(c.id)
                 rec[c.id] = None if cell is None or cell.sort is None or (isinstance(cell.sort, float)
