@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import re
@@ -12,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markdown_it import MarkdownIt
@@ -449,14 +448,12 @@ def spreadsheet_safe(value):
 
 
 def _csv(records: list[dict]) -> str:
-    fields = []
-    for r in records:
-        fields += [k for k in r if k not in fields]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    w.writerows({k: spreadsheet_safe(v) for k, v in r.items()} for r in records)
-    return buf.getvalue()
+    """The rows as CSV (pandas): one column per field in order of first appearance, empty where a row has no
+    value, every text cell made spreadsheet-safe; values are written as Python prints them (no float casts)."""
+    fields = list(dict.fromkeys(k for r in records for k in r))
+    frame = pd.DataFrame.from_records([{k: spreadsheet_safe(v) for k, v in r.items()} for r in records],
+                                      columns=fields).astype(object)
+    return frame.where(frame.notna(), None).to_csv(index=False, lineterminator="\n")
 
 
 def _write(path: Path, text: str) -> None:
