@@ -184,3 +184,35 @@ def test_docs_adversarial_table_is_the_one_generated_from_the_mini_v3_results():
     committed = doc.split(table.ADV_BEGIN, 1)[1].split(table.ADV_END, 1)[0].strip()
     assert committed == (table.adversarial_markdown(rows).strip() if rows else ""), (
         "run `memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md`")
+
+
+V4 = ROOT / "results" / "mini-v4"
+
+
+def _between(doc: Path, begin: str, end: str) -> str:
+    return doc.read_text().split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def test_docs_verdict_table_is_the_one_generated_from_the_mini_v4_results():
+    rows = table.verdict_rows(V4, ROOT / "baselines")
+    assert rows, "no mini-v4 results committed"
+    assert _between(ROOT / "docs" / "baselines.md", table.VERDICT_BEGIN, table.VERDICT_END) == \
+        table.verdict_markdown(rows).strip(), \
+        "run `memora-bench baselines table results/mini-v4 --only verdict --write docs/baselines.md`"
+
+
+def test_docs_controls_table_is_the_one_generated_from_the_mini_v4_results():
+    from memora_bench.unlearning import control_table
+
+    rows = control_table.control_rows(V4)
+    assert rows, "no mini-v4 control results committed"
+    assert _between(ROOT / "docs" / "scoring.md", *control_table.MARKERS) == \
+        control_table.controls_markdown(rows).strip(), \
+        "run `memora-bench controls table results/mini-v4 --write docs/scoring.md`"
+    # what docs/scoring.md claims from it: every label-truth control right, the ladder's rank correlation
+    truth = [r for r in rows if r.get("truth") in ("STM", "LTM")]
+    assert truth and all(r["label"] == r["truth"] for r in truth), [(r["control"], r["label"]) for r in truth
+                                                                    if r["label"] != r["truth"]]
+    for task in sorted({r["task"] for r in rows}):
+        rho, n = control_table.spearman(rows, task)
+        assert rho >= 0.9 and n >= 8, (task, rho, n)  # the ladder's index grows with what it knows (issue 26)
