@@ -1,4 +1,4 @@
-// Sortable leaderboard tables and click-to-unblur images. No dependencies, no network, works from file://.
+// Sortable, filterable leaderboard tables and click-to-unblur images. No dependencies, no network, works from file://.
 (function () {
   "use strict";
   function value(cell, type) {
@@ -34,6 +34,29 @@
       if (!button) return;
       button.addEventListener("click", function () { sortBy(table, index, th.getAttribute("data-type"), th); });
     });
+  });
+  // Row filters above each table: text (name or method), label, and whether to show the controls.
+  Array.prototype.forEach.call(document.querySelectorAll(".filters"), function (box) {
+    var table = document.querySelector('table.board[data-task="' + box.getAttribute("data-for") + '"]');
+    if (!table) return;
+    var text = box.querySelector('[data-filter="text"]'), label = box.querySelector('[data-filter="label"]');
+    var controls = box.querySelector('[data-filter="controls"]'), count = box.querySelector('[data-filter="count"]');
+    function apply() {
+      var q = text ? text.value.trim().toLowerCase() : "", want = label ? label.value : "", shown = 0;
+      var rows = table.tBodies[0].rows;
+      Array.prototype.forEach.call(rows, function (r) {
+        var ok = (!q || (r.getAttribute("data-text") || "").indexOf(q) !== -1) &&
+                 (!want || r.getAttribute("data-label") === want) &&
+                 (!controls || controls.checked || r.getAttribute("data-control") !== "yes");
+        r.classList.toggle("filtered", !ok);
+        if (ok) shown += 1;
+      });
+      if (count) count.textContent = shown + " of " + rows.length + " rows";
+    }
+    [text, label, controls].forEach(function (el) {
+      if (el) { el.addEventListener("input", apply); el.addEventListener("change", apply); }
+    });
+    apply();
   });
   Array.prototype.forEach.call(document.querySelectorAll("img.blurred"), function (img) {
     function reveal() { img.classList.remove("blurred"); img.removeAttribute("title"); }
