@@ -62,10 +62,10 @@ baselines: $(VENV)/.installed
 	$(BIN)/memora-bench baselines table results/mini-v4 --only verdict --write docs/baselines.md
 	$(BIN)/memora-bench controls table results/mini-v4 --write docs/scoring.md
 
-# The committed leaderboard site, rebuilt from the committed results (images from the local cache, else the ones
-# the site already has).
+# The committed leaderboard site, rebuilt from the committed results (images from the local cache, the img/ folder
+# committed beside the results, or the site's own), every image shown kept in results/mini-v4/img for fresh clones.
 leaderboard: $(VENV)/.installed
-	$(BIN)/memora-bench leaderboard results/mini-v4 --out leaderboard
+	$(BIN)/memora-bench leaderboard results/mini-v4 --out leaderboard --keep-images
 
 world: $(VENV)/.installed
 	$(BIN)/memora-bench world train

@@ -139,6 +139,9 @@ def build_cli() -> argparse.ArgumentParser:
     lb.add_argument("--out", required=True, help="output folder for the site")
     lb.add_argument("--cache-dir", default=None,
                     help="image cache to copy image strips from (default: $MEMORA_BENCH_CACHE or .cache/memora-bench)")
+    lb.add_argument("--keep-images", action="store_true",
+                    help="also copy every image the site shows into an img/ folder beside its results folder, so that "
+                         "the results carry their images (commit it; a fresh clone then rebuilds the pages whole)")
 
     co = sub.add_parser("controls", help="known-answer controls (controls/README.md): rebuild the ladder")
     csub = co.add_subparsers(dest="controls_command", required=True)

@@ -229,3 +229,31 @@ def test_paper_links_come_from_the_result_or_its_hash_matched_manifest_and_only_
     assert found["hashed"]["reference"] == yaml.safe_load(manifest.read_text())["reference"]
     assert found["own"] == {"reference": "https://example.org/paper", "authors": ("A. Author",)}
     assert "script" not in found and "unknown" not in found
+
+
+def test_keep_images_puts_the_shown_images_beside_the_results_and_a_fresh_build_reads_them(tmp_path):
+    """`leaderboard --keep-images` copies every image a page shows into `<results folder>/img/`; a build from
+    those results alone (no cache, no earlier site) then shows every one of them."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    results = tmp_path / "results"
+    for sub in ("original", "esd-x-mini-seven"):
+        shutil.copytree(root / "results" / "mini-v4" / sub, results / sub)
+    first = tmp_path / "first"
+    shutil.copytree(root / "leaderboard" / "img", first / "img")  # an earlier build's images, no cache
+    build_site([results], first, cache_dir=tmp_path / "no-cache", keep_images=True)
+    page = f"submissions/{slug('esd-x-mini-seven')}.html"
+
+    def shown(site):
+        text = (site / page).read_text()
+        return {f.split('"')[0] for f in text.split('src="../img/')[1:]}, text.count("not in cache")
+
+    images, missing = shown(first)
+    assert images, "the committed site has none of this page's images"
+    kept = {p.name for p in (results / "img").glob("*.png")}
+    assert images <= kept
+    fresh = tmp_path / "fresh"
+    build_site([results], fresh, cache_dir=tmp_path / "no-cache")
+    assert shown(fresh) == (images, missing)
+    assert all((fresh / "img" / name).read_bytes() == (first / "img" / name).read_bytes() for name in images)

@@ -8,6 +8,7 @@ import math
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -286,24 +287,40 @@ def _lines(result: dict, path: Path) -> list[dict]:
         raise LeaderboardError([str(err)]) from None
 
 
-def _copy_image(key: str, cache, out: Path) -> str | None:
-    """The image's site path: copied from the cache, or already in ``out/img`` from an earlier build (so a
-    fresh clone rebuilds the committed site without losing its images); None if neither has it. ``key`` is
-    a validated cache key, so the copy reads only inside the cache and writes only under ``out/img``."""
+@dataclass(frozen=True)
+class ImageStores:
+    """Where the images a page shows come from: the cache, then the ``img/`` folders committed beside the
+    results, then the site's own ``img/`` from an earlier build; ``keep`` (a results folder's ``img/``) also
+    receives every image shown, so that the results carry their images into a fresh clone."""
+
+    cache: Cache | None
+    beside_results: tuple[Path, ...] = ()
+    keep: Path | None = None
+
+
+def _regular(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _copy_image(key: str, stores: ImageStores, out: Path) -> str | None:
+    """The image's site path, copied into ``out/img`` from the first store that has it; None if none has it.
+    ``key`` is a validated cache key, so every copy reads and writes only ``<folder>/<key>.png``."""
     if not is_key(key):
         raise LeaderboardError([f"image_key {key[:80]!r} is not a cache key"])
     dst = out / "img" / f"{key}.png"
-    src = None if cache is None else cache.path("images", key, ".png")
-    if src is not None and src.exists() and not src.is_symlink():
-        if not dst.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-    elif not (dst.is_file() and not dst.is_symlink()):
+    sources = ([stores.cache.path("images", key, ".png")] if stores.cache is not None else []) + \
+        [folder / f"{key}.png" for folder in stores.beside_results] + [dst]
+    src = next((p for p in sources if _regular(p)), None)
+    if src is None:
         return None
+    for target in [dst] + ([stores.keep / f"{key}.png"] if stores.keep is not None else []):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
     return f"../img/{key}.png"
 
 
-def strips(result: dict, path: Path, original: tuple[dict, Path] | None, cache, out: Path) -> list[dict]:
+def strips(result: dict, path: Path, original: tuple[dict, Path] | None, stores: ImageStores, out: Path) -> list[dict]:
     """Original model / unlearned / recovered images for the same first attack prompts."""
     lines = _lines(result, path)
     plain = sorted((x for x in lines if x["probe"] == "plain" and x.get("prompt_set") == "attack"),
@@ -311,7 +328,7 @@ def strips(result: dict, path: Path, original: tuple[dict, Path] | None, cache, 
     out_strips = []
 
     def strip(title: str, items: list[dict]) -> dict:
-        return {"title": title, "images": [{"src": _copy_image(x["image_key"], cache, out), "prompt": x["prompt"],
+        return {"title": title, "images": [{"src": _copy_image(x["image_key"], stores, out), "prompt": x["prompt"],
                                             "hit": x["hit"], "caption": f"{x['prompt_id']} · seed {x['seed']}"}
                                            for x in items]}
 
@@ -354,10 +371,14 @@ def _original_for(results, task: str, base: dict):
     return None
 
 
-def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> dict:
-    """Render the site into ``out``; returns a summary (pages, tables, images)."""
+def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None, keep_images: bool = False) -> dict:
+    """Render the site into ``out``; returns a summary (pages, tables, images). Images come from the cache,
+    the ``img/`` folders beside the results folders, or the site's earlier build; ``keep_images`` copies every
+    image shown into the ``img/`` folder beside the results folder it belongs to."""
     results = load_all(paths)
     cache = Cache(Path(cache_dir)) if cache_dir and Path(cache_dir).exists() else None
+    folders = [Path(p) for p in paths if Path(p).is_dir()]
+    beside = tuple(f / "img" for f in folders)
     out = Path(out)
     (out / "submissions").mkdir(parents=True, exist_ok=True)
     (out / "static").mkdir(exist_ok=True)
@@ -392,7 +413,9 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None) -> d
             if s != sub:
                 continue
             try:
-                sections.append(_section(task, data, path, tables, sub, results, cache, out))
+                home = next((f for f in folders if path.resolve().is_relative_to(f.resolve())), None)
+                stores = ImageStores(cache, beside, home / "img" if keep_images and home is not None else None)
+                sections.append(_section(task, data, path, tables, sub, results, stores, out))
             except (KeyError, TypeError, ValueError, IndexError, StopIteration) as err:
                 raise LeaderboardError([f"{path}: cannot be shown ({type(err).__name__}: {str(err)[:160]})"]) from None
         manifest = _kv(next(data for (s, _), (data, _) in results.items() if s == sub)["submission"])
@@ -413,7 +436,7 @@ def _about(results) -> dict:
             "versions": sorted({d.get("environment", {}).get("memora_bench", "?") for d in data})}
 
 
-def _section(task: str, data: dict, path: Path, tables, sub: str, results, cache, out: Path) -> dict:
+def _section(task: str, data: dict, path: Path, tables, sub: str, results, stores: ImageStores, out: Path) -> dict:
     """One task's section of a submission's page."""
     table = next(t for t in tables if t.task == task)
     row = next(r for r in table.rows if r.submission == sub)
@@ -422,7 +445,7 @@ def _section(task: str, data: dict, path: Path, tables, sub: str, results, cache
               for name, entry in memora["concepts"].items()] if memora else []
     return {
         "task": task, "table": table, "row": row, "curves": curves,
-        "strips": strips(data, path, _original_for(results, task, data["base_model"]), cache, out),
+        "strips": strips(data, path, _original_for(results, task, data["base_model"]), stores, out),
         "nudity": any(c.get("kind") == "nudity" for c in data["task"]["concepts"]),
         "probes": [{"name": title(p), "params": _kv(r.get("params") or {}),
                     "concepts": [(c, rate_cell(rt, "", c)) for c, rt in r.get("rates", {}).items()]}
@@ -464,7 +487,8 @@ def _write(path: Path, text: str) -> None:
 def main(args) -> int:
     """``memora-bench leaderboard RESULTS... --out DIR``: render the static site from result files."""
     try:
-        summary = build_site([Path(p) for p in args.results], Path(args.out), Path(args.cache_dir))
+        summary = build_site([Path(p) for p in args.results], Path(args.out), Path(args.cache_dir),
+                             keep_images=getattr(args, "keep_images", False))
     except LeaderboardError as err:
         for line in err.problems:
             print(f"error: {line}", file=sys.stderr)
