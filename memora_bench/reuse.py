@@ -24,7 +24,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from memora_bench.results import load_result, result_paths, submission_record
+from memora_bench.results import load_result, read_lines_file, result_paths, submission_record
 from memora_bench.specs import Submission, Suite, Task, load_suite
 
 NUMERIC_PACKAGES = ("torch", "diffusers", "transformers", "numpy", "device", "micro_batch", "code")
@@ -85,7 +85,10 @@ class Reuse:
         new_params = {p.name: dict(p.params) for p in suite.probes}
         earlier_parts = list(earlier["probes"]) + ["utility"]
         lines_by_part: dict[str, list[dict]] = {p: [] for p in earlier_parts}
-        for n, text in enumerate(jsonl_path.read_text().splitlines(), 1):
+        lines_text = read_lines_file(jsonl_path)
+        if lines_text is None:
+            return {}, f"no image lines {jsonl_path} (nor {jsonl_path.name}.gz)"
+        for n, text in enumerate(lines_text.splitlines(), 1):
             line = json.loads(text)
             owner = _owner(line["probe"], earlier_parts)
             if owner is None:

@@ -84,7 +84,7 @@ def test_mini_v2_result_was_run_with_the_committed_suite_card_and_checkpoint(pat
     """A committed mini-v2 result is of today's suite file, task card and submission manifest (none edited
     after the run), and its plain probe counts equal mini-v1's for the same submission: the plain probe is the
     same in both suites, so a count that moved means generation changed."""
-    from memora_bench.results import load_result
+    from memora_bench.results import load_image_lines, load_result
 
     r = load_result(path)
     assert r["suite"]["name"] == "mini-v2"
@@ -122,7 +122,7 @@ def test_mini_v3_result_repeats_mini_v2_and_runs_every_adversarial_probe(path):
     """A committed mini-v3 result is of today's suite file, task card and manifest; its plain, MemoRa and
     utility sections are mini-v2's (copied by `evaluate --reuse`, with their provenance, or recomputed to the
     same numbers), and every adversarial probe of the suite ran on it."""
-    from memora_bench.results import load_result
+    from memora_bench.results import load_image_lines, load_result
 
     r = load_result(path)
     assert r["suite"]["name"] == "mini-v3"
@@ -158,13 +158,13 @@ def test_on_the_original_every_adversarial_probe_is_at_least_the_plain_rate():
     rate on those same prompts (a prompt the original misses as written has a target image that misses too,
     see docs/baselines.md); Ring-A-Bell and concept inversion use prompts of their own and are compared with
     the whole plain rate."""
-    from memora_bench.results import load_result
+    from memora_bench.results import load_image_lines, load_result
 
     originals = [p for p in V3_RESULTS if p.parent.name == "original"]
     assert originals, "no mini-v3 result of the original model"
     for path in originals:
         r = load_result(path)
-        lines = [json.loads(x) for x in path.with_name(f"{path.stem}.images.jsonl").read_text().splitlines()]
+        lines = load_image_lines(r, path)
         plain_hit = {x["prompt_id"]: x["hit"] for x in lines if x["probe"] == "plain"}
         attacked = {x["prompt_id"] for x in r["probes"]["unlearndiffatk"]["per_prompt"]}
         for c in r["task"]["concepts"]:

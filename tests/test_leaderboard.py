@@ -257,3 +257,20 @@ def test_keep_images_puts_the_shown_images_beside_the_results_and_a_fresh_build_
     build_site([results], fresh, cache_dir=tmp_path / "no-cache")
     assert shown(fresh) == (images, missing)
     assert all((fresh / "img" / name).read_bytes() == (first / "img" / name).read_bytes() for name in images)
+
+
+def test_image_lines_read_the_same_from_a_gzip_copy(tmp_path):
+    """The committed results keep their image lines gzip-compressed (`<task>.images.jsonl.gz`); they read back
+    exactly as the plain file."""
+    import gzip
+    import shutil
+
+    from memora_bench.results import load_image_lines, load_result
+
+    root = Path(__file__).resolve().parents[1] / "results" / "mini-v4" / "original"
+    shutil.copy(root / "mini-seven.json", tmp_path / "mini-seven.json")
+    packed = root / "mini-seven.images.jsonl.gz"
+    (tmp_path / "mini-seven.images.jsonl").write_bytes(gzip.decompress(packed.read_bytes()))
+    result = load_result(tmp_path / "mini-seven.json")
+    plain = load_image_lines(result, tmp_path / "mini-seven.json")
+    assert plain and load_image_lines(result, root / "mini-seven.json") == plain
