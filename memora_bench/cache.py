@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,17 @@ def is_key(key: str) -> bool:
 
 @dataclass(frozen=True)
 class Cache:
-    """A cache rooted at ``root``; ``kind`` folders (images, tensors, json) are sharded by key prefix."""
+    """A cache rooted at ``root``; ``kind`` folders (images, tensors, json) are sharded by key prefix.
+
+    ``journal``: when a set, every entry read or written is added to it as its path relative to ``root``
+    (:mod:`memora_bench.packs` finds a task's shared work as the entries two evaluations both used)."""
 
     root: Path
+    journal: set | None = field(default=None, compare=False)
+
+    def _note(self, path: Path) -> None:
+        if self.journal is not None:
+            self.journal.add(path.relative_to(self.root).as_posix())
 
     def path(self, kind: str, key: str, suffix: str) -> Path:
         if not is_key(key):  # keys come from result files too (the leaderboard): never a path of their own
@@ -97,13 +105,15 @@ class Cache:
         if not path.exists():
             return None
         try:
-            return read(path)
+            value = read(path)
         except Exception as err:  # PIL, json and safetensors each raise their own types for a damaged file
             path.unlink(missing_ok=True)
             print(f"warning: cache entry {path} could not be read ({type(err).__name__}: "
                   f"{str(err).splitlines()[0][:120] if str(err) else ''}); removed, it is recomputed",
                   file=sys.stderr)
             return None
+        self._note(path)
+        return value
 
     @contextlib.contextmanager
     def lock(self, key: str):
@@ -139,6 +149,7 @@ class Cache:
     def put_image(self, key: str, image: np.ndarray) -> Path:
         p = self.path("images", key, ".png")
         atomic_write_bytes(p, png_bytes(image))
+        self._note(p)
         return p
 
     def get_json(self, key: str) -> Any | None:
@@ -147,6 +158,7 @@ class Cache:
     def put_json(self, key: str, value: Any) -> Path:
         p = self.path("json", key, ".json")
         atomic_write_text(p, json.dumps(value, sort_keys=True))
+        self._note(p)
         return p
 
     def get_tensors(self, key: str) -> dict | None:
@@ -159,4 +171,5 @@ class Cache:
 
         p = self.path("tensors", key, ".safetensors")
         atomic_write_bytes(p, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+        self._note(p)
         return p

@@ -27,6 +27,7 @@ COMMANDS = {
     "world": "memora_bench.world.commands:run",
     "baselines": "memora_bench.unlearning.commands:run",
     "controls": "memora_bench.unlearning.commands:controls",
+    "pack": "memora_bench.pack_commands:main",
 }
 
 
@@ -61,6 +62,9 @@ def build_cli() -> argparse.ArgumentParser:
                     help="a folder of earlier results (e.g. results/mini-v2): copy each probe section (and the "
                          "utility measures) whose inputs are identical instead of recomputing it; the copy "
                          "records where it came from (local executor only)")
+    ev.add_argument("--no-pack", action="store_true",
+                    help="do not install the tasks' shared work (the oracle's MemoRa floor, the original's images) "
+                         "from the packs committed in results/SUITE/shared; compute it instead")
     ev.add_argument("--json", action="store_true", help="print a JSON summary (no progress lines)")
     ev.add_argument("--quiet", action="store_true",
                     help="no progress lines on stderr (default: a line per submission/task and per stage with the "
@@ -158,6 +162,25 @@ def build_cli() -> argparse.ArgumentParser:
     cb.add_argument("--steps", default=None,
                     help="comma-separated teaching steps k of the rungs (default: 10,25,50,100,200,400; one run, "
                          "checkpointed at each k, so a longer list rebuilds the shorter one's rungs bit for bit)")
+
+    pk = sub.add_parser("pack", help="the tasks' shared work (the oracle's MemoRa floor, the original's images) "
+                                     "committed as packs beside the results: build, verify, list")
+    psub = pk.add_subparsers(dest="pack_command", required=True)
+    pb = psub.add_parser("build", help="evaluate the original model and the oracle on each task (computing what the "
+                                       "cache lacks), check both against the committed results to the count, and "
+                                       "pack the cache entries both used into results/SUITE/shared/TASK.zip")
+    pv = psub.add_parser("verify", help="check every pack's sha256, manifest and entries (exit 1 on any problem or "
+                                        "a missing pack)")
+    pl = psub.add_parser("ls", help="each task's pack: entries and size (checked as by verify)")
+    for q in (pb, pv, pl):
+        q.add_argument("tasks", nargs="*", metavar="TASK", help="tasks of the suite (default: all)")
+        q.add_argument("--suite", default=DEFAULT_SUITE, help=f"suite name or path (default: {DEFAULT_SUITE})")
+    pb.add_argument("--cache-dir", default=None,
+                    help="cache to build from (default: $MEMORA_BENCH_CACHE or .cache/memora-bench); an empty one "
+                         "rebuilds the work from scratch")
+    pb.add_argument("--no-check", action="store_true",
+                    help="skip the comparison with the committed results (for a suite without results yet)")
+    pb.add_argument("--quiet", action="store_true", help="no progress lines")
 
     bl = sub.add_parser("baselines", help="published unlearning methods on the miniature world: list, rebuild, tabulate")
     bsub = bl.add_subparsers(dest="baselines_command", required=True)

@@ -198,7 +198,11 @@ def evaluate(args) -> int:
     report = run_evaluation(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
                             progress=stages == "tty", executor=args.executor,
                             ray_options=ray_options, reuse=None if args.reuse is None else Path(args.reuse),
-                            runtime=runtime, stages=stages)
+                            runtime=runtime, stages=stages, use_packs=not args.no_pack)
+    if not quiet:
+        for task, path, n in report.installed:
+            print(f"{task}: shared work from {path.relative_to(repo_root()) if path.is_relative_to(repo_root()) else path}"
+                  f" ({n} entries written to the cache)", file=sys.stderr)
     summary = _summary(report, _references(out, suite))
     if args.profile:
         summary["profile"] = _profile(summary)

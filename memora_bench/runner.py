@@ -21,6 +21,7 @@ from memora_bench.models.errors import CheckpointError
 from memora_bench.models.handle import submission_model
 from memora_bench.models.loading import verify_submission
 from memora_bench.models.parallel import Runtime
+from memora_bench.packs import install as install_pack
 from memora_bench.parts import PartOutcome, assemble_parts, run_part, unit_parts
 from memora_bench.progress import Progress
 from memora_bench.results import result_paths, write_result
@@ -76,12 +77,13 @@ class EvalReport:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (submission, task, error)
     refused: list[tuple[str, list[str]]] = field(default_factory=list)  # (submission, problems): bad input
     reused: list[tuple[str, str, list[str], str]] = field(default_factory=list)  # (submission, task, parts, why not all)
+    installed: list[tuple[str, Path, int]] = field(default_factory=list)  # (task, pack, entries written to the cache)
 
 
 def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out: Path, cache: Cache,
              overwrite: str = "never", progress: bool = True, executor: str = "local",
              ray_options: dict | None = None, reuse: Path | None = None,
-             runtime: Runtime | None = None, stages: str = "quiet") -> EvalReport:
+             runtime: Runtime | None = None, stages: str = "quiet", use_packs: bool = True) -> EvalReport:
     """Run every (submission, task) that applies; keep going on error and report all failures.
 
     A submission runs the tasks it declares; a control (no unlearning) runs every task on its base model.
@@ -90,7 +92,8 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
     only): a folder of earlier results whose identical parts are copied (:mod:`memora_bench.reuse`).
     ``runtime``: where models run (default: the CPU). ``stages``: "lines" or "tty" print a line per
     (submission, task) and per stage with the time left (:mod:`memora_bench.progress`) on stderr; "quiet" none.
-    ``progress``: the probes' own bars (images, steps).
+    ``progress``: the probes' own bars (images, steps). ``use_packs``: first install into ``cache`` the shared work
+    of each task that runs, committed beside the suite's results (:mod:`memora_bench.packs`).
     """
     runtime = runtime or Runtime()
     if executor not in ("local", "ray"):
@@ -122,6 +125,11 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
                                       f"not the task's {task.base_model.id!r}"))
                 continue
             jobs.append((sub, task))
+    if use_packs:
+        for task in {task.name: task for _, task in jobs}.values():
+            path, n = install_pack(cache, suite, task)
+            if path is not None:
+                report.installed.append((task.name, path, n))
     if executor == "ray":
         executors.run_on_ray(suite, jobs, out, cache, overwrite, report, runtime, **(ray_options or {}))
         return report
