@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow bench gate world baselines leaderboard chromium clean-venv
+.PHONY: demo test test-slow bench gate packs world baselines leaderboard chromium clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,12 @@ bench: $(VENV)/.installed
 	MEMORA_BENCH_SHORT=1 $(BIN)/pytest -m benchmark -p no:cacheprovider --benchmark-json=runs/benchmark.json
 
 # This project's own regression gate: re-evaluate the demo submission and one committed baseline (SalUn on
-# mini-seven) with the official suite mini-v4 on a cold cache and require every count to equal the committed results (a run is reproducible
-# to the image on one machine type), so a code change that moves a score fails CI.
+# mini-seven) with the official suite mini-v4 on a cold cache (nothing but the committed shared-work pack, checked
+# first) and require every count to equal the committed results (a run is reproducible to the image on one
+# machine type), so a code change that moves a score fails CI.
 gate: $(VENV)/.installed
 	rm -rf runs/gate runs/gate-cache
+	$(BIN)/memora-bench pack verify --suite mini-v4
 	$(BIN)/memora-bench evaluate demo-ablate-seven salun-mini-seven --suite mini-v4 --out runs/gate --cache-dir runs/gate-cache
 	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/mini-v4/demo-ablate-seven runs/gate/demo-ablate-seven --exact
 	$(BIN)/memora-bench compare results/mini-v4/salun-mini-seven runs/gate/salun-mini-seven --exact
@@ -66,6 +68,12 @@ baselines: $(VENV)/.installed
 # committed beside the results, or the site's own), every image shown kept in results/mini-v4/img for fresh clones.
 leaderboard: $(VENV)/.installed
 	$(BIN)/memora-bench leaderboard results/mini-v4 --out leaderboard --keep-images
+
+# Each task's shared work (the oracle's MemoRa floor, the original's images) packed into results/mini-v4/shared:
+# evaluates the original model and the oracle per task (from the cache, computing what it lacks) and checks
+# both against their committed results first. Rebuild after a change that moves a shared stage's cache keys.
+packs: $(VENV)/.installed
+	$(BIN)/memora-bench pack build --suite mini-v4
 
 world: $(VENV)/.installed
 	$(BIN)/memora-bench world train
