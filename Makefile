@@ -43,6 +43,7 @@ gate: $(VENV)/.installed
 	$(BIN)/memora-bench evaluate demo-ablate-seven salun-mini-seven --suite mini-v4 --out runs/gate --cache-dir runs/gate-cache
 	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/mini-v4/demo-ablate-seven runs/gate/demo-ablate-seven --exact
 	$(BIN)/memora-bench compare results/mini-v4/salun-mini-seven runs/gate/salun-mini-seven --exact
+	$(BIN)/memora-bench pack check runs/gate
 
 # Build every baseline not yet built (fixed seeds); evaluate the controls, every baseline and the demo with the
 # official suite mini-v4 into results/mini-v4, one process per (submission, task) so that each result lands on

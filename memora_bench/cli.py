@@ -172,6 +172,9 @@ def build_cli() -> argparse.ArgumentParser:
     pv = psub.add_parser("verify", help="check every pack's sha256, manifest and entries (exit 1 on any problem or "
                                         "a missing pack)")
     pl = psub.add_parser("ls", help="each task's pack: entries and size (checked as by verify)")
+    pc = psub.add_parser("check", help="exit 1 when a result computed any of its task's shared work (its images in "
+                                       "a shared stage): the pack was missing or is stale")
+    pc.add_argument("results", nargs="+", metavar="RESULTS", help="result files or folders")
     for q in (pb, pv, pl):
         q.add_argument("tasks", nargs="*", metavar="TASK", help="tasks of the suite (default: all)")
         q.add_argument("--suite", default=DEFAULT_SUITE, help=f"suite name or path (default: {DEFAULT_SUITE})")

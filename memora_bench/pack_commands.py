@@ -58,7 +58,34 @@ def build_one(suite, task, cache_root: Path, check: bool = True, quiet: bool = F
     return path, packs.write_pack(path, Cache(Path(cache_root)), shared, meta)
 
 
+# The generation stages of the task's shared work (the original model's images, the oracle's floor): a
+# submission evaluated with its task's pack installed never draws in them (`pack check`).
+SHARED_STAGES = ("generate_memora_concept", "generate_memora_ceiling", "generate_memora_oracle",
+                 "generate_concept_inversion_source", "generate_unlearndiffatk_target")
+
+
+def check(paths: list[str]) -> int:
+    """``pack check RESULT...``: exit 1 when a result drew images in a shared stage (its pack was missing or stale)."""
+    from memora_bench.compare import CompareError, load_results
+
+    try:
+        results = {k: v for p in paths for k, v in load_results(Path(p)).items()}
+    except CompareError as err:
+        for p in err.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    bad = 0
+    for (sub, task), data in sorted(results.items()):
+        drawn = [s for s in SHARED_STAGES if s in data["timing"]["stages"]]
+        bad += bool(drawn)
+        print(f"{sub} / {task}: " + (f"computed shared work ({', '.join(drawn)}): the pack was missing or is stale "
+                                     f"(`make packs`)" if drawn else "no shared work computed"))
+    return EXIT_FAILURE if bad else EXIT_OK
+
+
 def main(args) -> int:
+    if args.pack_command == "check":
+        return check(args.results)
     try:
         suite, tasks = _suite_and_tasks(args)
     except SpecError as err:

@@ -159,5 +159,21 @@ def test_the_committed_pack_verifies_and_holds_the_floor(task):
     # the oracle's adapters, and the reference features; the original's own runs are not shared
     assert len(adapters) == concepts * len(memora["attack_seeds"]) * per_run + 1
     images = [e for e in manifest["entries"] if e.startswith("images/")]
-    n_eval = memora["eval_prompts"] * 3  # per concept: the first eval_prompts rows, three images each
-    assert len(images) >= concepts * n_eval * len(memora["budgets"]) * len(memora["attack_seeds"])
+    # the oracle's images of the first eval_prompts rows (one image each) as it is (budget 0), then at every
+    # positive budget of every attack seed; besides them its training images and the original's images
+    floor = concepts * memora["eval_prompts"] * (1 + per_run * len(memora["attack_seeds"]))
+    training = concepts * len(memora["seed_pairs"]) * (memora["interpolation"] + 1)
+    assert len(images) >= floor + training
+
+
+def test_pack_check_tells_a_result_that_computed_the_shared_work(capsys):
+    """On committed results: the first three-eight result of session 17 drew the oracle's floor itself (its
+    machine had no cache); SalUn's three-eight result, made after it, found it cached."""
+    from memora_bench.cli import main
+
+    results = repo_root() / "results" / DEFAULT_SUITE
+    assert main(["pack", "check", str(results / "advunlearn-mini-three-eight" / "mini-three-eight.json")]) == 1
+    out = capsys.readouterr().out
+    assert "computed shared work (" in out and "generate_memora_oracle" in out
+    assert main(["pack", "check", str(results / "salun-mini-three-eight" / "mini-three-eight.json")]) == 0
+    assert "no shared work computed" in capsys.readouterr().out
