@@ -152,7 +152,7 @@ def test_the_committed_pack_verifies_and_holds_the_floor(task):
     manifest = packs.verify(packs.pack_path(OFFICIAL.name, task))
     assert manifest["suite"] == {"name": OFFICIAL.name, "version": OFFICIAL.version}
     assert manifest["task"]["name"] == task and manifest["made_from"] == ["original", "oracle"]
-    memora = next(p for p in OFFICIAL.probes if p.name == "memora").params
+    memora = dict(next(p for p in OFFICIAL.probes if p.name == "memora").params)
     concepts = 2 if task == "mini-three-eight" else 1
     adapters = [e for e in manifest["entries"] if e.startswith("tensors/")]
     per_run = len([b for b in memora["budgets"] if b > 0])
