@@ -8,6 +8,7 @@ error that names the file and the command that rebuilds it. Training code lives 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from memora_bench.paths import world_dir
@@ -63,6 +64,9 @@ def quiet_libraries() -> None:
     for lib in (diffusers_logging, transformers_logging):
         lib.disable_progress_bar()
         lib.set_verbosity_error()
+    # Multi-MemoRa attaches one LoRA per concept to one UNet on purpose; peft warns at the second
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute in the model",
+                            category=UserWarning)
 
 
 def load_pipeline(model: str = "base", world: Path | None = None, verify: bool = True):
