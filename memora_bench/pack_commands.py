@@ -8,14 +8,15 @@ from pathlib import Path
 
 from memora_bench import packs
 from memora_bench.cache import Cache
+from memora_bench.commands import resolve, suite_task_path
+from memora_bench.compare import CompareError, compare, load_results
 from memora_bench.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
 from memora_bench.paths import repo_root
+from memora_bench.runner import evaluate
 from memora_bench.specs import SpecError, load_submission, load_suite, load_task
 
 
 def _suite_and_tasks(args):
-    from memora_bench.commands import resolve, suite_task_path
-
     suite = load_suite(resolve("suite", args.suite))
     names = list(suite.tasks)
     wanted = list(args.tasks or names)
@@ -28,10 +29,6 @@ def _suite_and_tasks(args):
 def build_one(suite, task, cache_root: Path, check: bool = True, quiet: bool = False) -> tuple[Path, dict]:
     """Evaluate the original model and the oracle on ``task`` (on ``cache_root``, computing what it lacks, no
     pack installed), check both against the committed results to the count, and pack the entries both used."""
-    from memora_bench.commands import resolve
-    from memora_bench.compare import compare, load_results
-    from memora_bench.runner import evaluate
-
     journals = []
     with tempfile.TemporaryDirectory(prefix="memora-pack-") as tmp:
         for name in packs.MADE_FROM:
@@ -66,8 +63,6 @@ SHARED_STAGES = ("generate_memora_concept", "generate_memora_ceiling", "generate
 
 def check(paths: list[str]) -> int:
     """``pack check RESULT...``: exit 1 when a result drew images in a shared stage (its pack was missing or stale)."""
-    from memora_bench.compare import CompareError, load_results
-
     try:
         results = {k: v for p in paths for k, v in load_results(Path(p)).items()}
     except CompareError as err:

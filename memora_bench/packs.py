@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path
 
 from memora_bench.cache import Cache, atomic_write_bytes, is_key
+from memora_bench.paths import repo_root
 
 FORMAT = 1
 MANIFEST = "MANIFEST.json"
@@ -46,8 +47,6 @@ class PackError(Exception):
 
 
 def folder(suite_name: str, root: Path | None = None) -> Path:
-    from memora_bench.paths import repo_root
-
     return Path(root or repo_root()) / "results" / suite_name / "shared"
 
 

@@ -28,9 +28,10 @@ LAYERS = [
     ("models, classifiers", ["memora_bench.models", "memora_bench.classifiers"]),
     ("context", ["memora_bench.context"]),
     ("probes and measures", ["memora_bench.probes.", "memora_bench.utility", "memora_bench.quality"]),
-    ("parts, reuse", ["memora_bench.parts", "memora_bench.reuse"]),
+    ("parts, reuse", ["memora_bench.parts", "memora_bench.reuse", "memora_bench.packs"]),
     ("runner, executors", ["memora_bench.runner", "memora_bench.executors"]),
     ("commands", ["memora_bench.commands", "memora_bench.submit", "memora_bench.api", "memora_bench.compare", "memora_bench.leaderboard",
+                  "memora_bench.pack_commands",
                   "memora_bench.unlearning", "memora_bench.world", "memora_bench.cli"]),
 ]
 
