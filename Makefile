@@ -67,6 +67,7 @@ baselines: $(VENV)/.installed
 	$(BIN)/memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md
 	$(BIN)/memora-bench baselines table results/mini-v4 --only verdict --write docs/baselines.md
 	$(BIN)/memora-bench controls table results/mini-v4 --write docs/scoring.md
+	$(BIN)/memora-bench baselines table results/mini-v4 --only timing --write docs/performance.md
 
 # The committed leaderboard site, rebuilt from the committed results (images from the local cache, the img/ folder
 # committed beside the results, or the site's own), every image shown kept in results/mini-v4/img for fresh clones.

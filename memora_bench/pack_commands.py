@@ -55,12 +55,6 @@ def build_one(suite, task, cache_root: Path, check: bool = True, quiet: bool = F
     return path, packs.write_pack(path, Cache(Path(cache_root)), shared, meta)
 
 
-# The generation stages of the task's shared work (the original model's images, the oracle's floor): a
-# submission evaluated with its task's pack installed never draws in them (`pack check`).
-SHARED_STAGES = ("generate_memora_concept", "generate_memora_ceiling", "generate_memora_oracle",
-                 "generate_concept_inversion_source", "generate_unlearndiffatk_target")
-
-
 def check(paths: list[str]) -> int:
     """``pack check RESULT...``: exit 1 when a result drew images in a shared stage (its pack was missing or stale)."""
     try:
@@ -71,7 +65,7 @@ def check(paths: list[str]) -> int:
         return EXIT_BAD_INPUT
     bad = 0
     for (sub, task), data in sorted(results.items()):
-        drawn = [s for s in SHARED_STAGES if s in data["timing"]["stages"]]
+        drawn = packs.computed_shared_work(data)
         bad += bool(drawn)
         print(f"{sub} / {task}: " + (f"computed shared work ({', '.join(drawn)}): the pack was missing or is stale "
                                      f"(`make packs`)" if drawn else "no shared work computed"))

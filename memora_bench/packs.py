@@ -38,6 +38,15 @@ SUMS = "SHA256SUMS"
 KINDS = {"images": ".png", "tensors": ".safetensors", "json": ".json"}
 MADE_FROM = ("original", "oracle")  # the shared work is what evaluating these two both used
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that the same entries make the same bytes
+# The generation stages of the task's shared work (the original model's images, the oracle's floor): a
+# submission evaluated with its task's pack installed never draws in them (`pack check`).
+SHARED_STAGES = ("generate_memora_concept", "generate_memora_ceiling", "generate_memora_oracle",
+                 "generate_concept_inversion_source", "generate_unlearndiffatk_target")
+
+
+def computed_shared_work(result: dict) -> list[str]:
+    """The shared stages in which ``result``'s run drew images (none when its task's shared work was cached)."""
+    return [s for s in SHARED_STAGES if s in result["timing"]["stages"]]
 
 
 class PackError(Exception):

@@ -182,3 +182,13 @@ def test_adversarial_table_has_each_probe_beside_the_oracle_and_the_headline(tmp
     capsys.readouterr()
     assert main(["baselines", "table", str(plain_only), "--only", "adversarial"]) == 2
     assert "ran an adversarial prompt probe" in capsys.readouterr().err
+
+
+def test_timing_table_splits_runs_by_shared_work_and_gives_medians():
+    from memora_bench.unlearning.table import timing_markdown
+
+    rows = [{"task": "t", "submission": f"s{i}", "total": total, "shared": shared,
+             "parts": {"memora": total / 2, "utility": total / 2}}
+            for i, (total, shared) in enumerate([(100.0, False), (200.0, False), (600.0, False), (500.0, True)])]
+    line = timing_markdown(rows).splitlines()[2]
+    assert line == "| t | 4 | 3:20 [1:40-10:00] (3) | 8:20 [8:20-8:20] (1) | 50 % | 50 % |"

@@ -216,3 +216,12 @@ def test_docs_controls_table_is_the_one_generated_from_the_mini_v4_results():
     for task in sorted({r["task"] for r in rows}):
         rho, n = control_table.spearman(rows, task)
         assert rho >= 0.9 and n >= 8, (task, rho, n)  # the ladder's index grows with what it knows (issue 26)
+
+
+def test_docs_timing_table_is_the_one_generated_from_the_mini_v4_results():
+    """docs/performance.md's per-task suite times come from the committed results' timing, not by hand."""
+    rows = table.timing_rows(V4)
+    assert {r["task"] for r in rows} == {"mini-seven", "mini-bold", "mini-three-eight"}
+    assert _between(ROOT / "docs" / "performance.md", table.TIMING_BEGIN, table.TIMING_END) == \
+        table.timing_markdown(rows).strip(), \
+        "run `memora-bench baselines table results/mini-v4 --only timing --write docs/performance.md`"

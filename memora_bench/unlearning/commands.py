@@ -76,6 +76,22 @@ def table_cmd(args) -> int:
     if not results.is_dir():
         print(f"error: {results} is not a folder of results", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.only == "timing":  # docs/performance.md, not docs/baselines.md
+        timing = table.timing_rows(results)
+        if not timing:
+            print(f"error: no result under {results} ran every part itself", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        text = table.timing_markdown(timing)
+        if not args.write:
+            print(text)
+            return EXIT_OK
+        try:
+            table.write_into(Path(args.write), text, table.TIMING_BEGIN, table.TIMING_END)
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"[baselines] timing table of {len(timing)} results written into {args.write}")
+        return EXIT_OK
     rows = table.rows(results, repo_root() / "baselines")
     if not rows:
         print(f"error: no result files under {results} (<submission>/<task>.json)", file=sys.stderr)

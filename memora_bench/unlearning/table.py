@@ -25,6 +25,7 @@ import json
 import statistics
 from pathlib import Path
 
+from memora_bench.packs import computed_shared_work
 from memora_bench.probes.registry import is_adversarial
 from memora_bench.results import load_result
 from memora_bench.scoring import is_original, is_retrain_oracle
@@ -37,6 +38,7 @@ BEGIN, END = "<!-- baselines-table:begin -->", "<!-- baselines-table:end -->"
 MEMORA_BEGIN, MEMORA_END = "<!-- memora-table:begin -->", "<!-- memora-table:end -->"
 ADV_BEGIN, ADV_END = "<!-- adversarial-table:begin -->", "<!-- adversarial-table:end -->"
 VERDICT_BEGIN, VERDICT_END = "<!-- verdict-table:begin -->", "<!-- verdict-table:end -->"
+TIMING_BEGIN, TIMING_END = "<!-- timing-table:begin -->", "<!-- timing-table:end -->"
 
 
 def _pct(x: float) -> str:
@@ -320,3 +322,47 @@ def verdict_markdown(table: list[dict]) -> str:
             lines += ["", f"The retrain oracle's MemoRa curve: {', '.join(str(k) for k in oracle['curve'])}."]
         lines.append("")
     return "\n".join(lines)
+
+
+def timing_rows(results: Path) -> list[dict]:
+    """One row per result that ran every part itself (none copied by ``--reuse``): its task, wall seconds in the
+    evaluation (``timing.total_wall_s``, without Python start-up), each probe's seconds and the rest (the
+    utility measures), and whether the run also computed its task's shared work (:mod:`memora_bench.packs`)."""
+    out = []
+    for path in sorted(Path(results).glob("*/*.json")):
+        r = load_result(path)
+        t = r["timing"]
+        if t.get("reused") or t.get("executor", "local") != "local":
+            continue
+        probes = {p: v["wall_s"] for p, v in t["probes"].items()}
+        out.append({"task": r["task"]["name"], "submission": r["submission"]["name"], "total": t["total_wall_s"],
+                    "parts": {**probes, "utility": max(0.0, t["total_wall_s"] - sum(probes.values()))},
+                    "shared": bool(computed_shared_work(r))})
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"
+
+
+def timing_markdown(table: list[dict]) -> str:
+    """Per task: one submission's suite time (median and range, m:ss) over the results whose shared work was
+    cached and over those that computed it, and each part's median share of a run."""
+    parts = sorted({p for x in table for p in x["parts"]}, key=lambda p: (p == "utility", p))
+    head = ["task", "results", "shared work cached: median [range]", "computed it too: median [range]"] + [
+        f"{p} share" for p in parts]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task in sorted({x["task"] for x in table}):
+        rows = [x for x in table if x["task"] == task]
+        cells = [task, str(len(rows))]
+        for shared in (False, True):
+            ts = sorted(x["total"] for x in rows if x["shared"] == shared)
+            cells.append(f"{_minutes(statistics.median(ts))} [{_minutes(ts[0])}-{_minutes(ts[-1])}] ({len(ts)})"
+                         if ts else "-")
+        warm = [x for x in rows if not x["shared"]] or rows
+        for p in parts:
+            shares = [x["parts"].get(p, 0.0) / x["total"] for x in warm if x["total"] > 0]
+            cells.append(f"{100 * statistics.median(shares):.0f} %" if shares else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
