@@ -28,6 +28,7 @@ COMMANDS = {
     "baselines": "memora_bench.unlearning.commands:run",
     "controls": "memora_bench.unlearning.commands:controls",
     "pack": "memora_bench.pack_commands:main",
+    "strips": "memora_bench.strips:main",
 }
 
 
@@ -146,6 +147,16 @@ def build_cli() -> argparse.ArgumentParser:
     lb.add_argument("--keep-images", action="store_true",
                     help="also copy every image the site shows into an img/ folder beside its results folder, so that "
                          "the results carry their images (commit it; a fresh clone then rebuilds the pages whole)")
+
+    st = sub.add_parser("strips", help="draw the leaderboard's strip images that neither the cache nor the img/ "
+                                       "folder beside the results holds (results made on another machine), each "
+                                       "checked against the result's recorded image key and hit")
+    st.add_argument("results", nargs="+", metavar="RESULTS", help="result files or results folders "
+                                                                    "(<submission>/<task>.json)")
+    st.add_argument("--cache-dir", default=None,
+                    help="cache to draw into (default: $MEMORA_BENCH_CACHE or .cache/memora-bench)")
+    st.add_argument("--images", action="append", default=[],
+                    help="another folder of <key>.png images that counts as holding them (repeatable)")
 
     co = sub.add_parser("controls", help="known-answer controls (controls/README.md): rebuild the ladder")
     csub = co.add_subparsers(dest="controls_command", required=True)

@@ -31,7 +31,7 @@ LAYERS = [
     ("parts, reuse", ["memora_bench.parts", "memora_bench.reuse", "memora_bench.packs"]),
     ("runner, executors", ["memora_bench.runner", "memora_bench.executors"]),
     ("commands", ["memora_bench.commands", "memora_bench.submit", "memora_bench.api", "memora_bench.compare", "memora_bench.leaderboard",
-                  "memora_bench.pack_commands",
+                  "memora_bench.pack_commands", "memora_bench.strips",
                   "memora_bench.unlearning", "memora_bench.world", "memora_bench.cli"]),
 ]
 
