@@ -14,10 +14,11 @@ import sys
 import time
 from typing import TextIO
 
-# Typical seconds of each stage for one submission on a one-concept miniature task, 2 CPU cores, the oracle's
-# shared work cached (session 15, mini-v4 candidate on mini-seven); unknown stages count 30 s.
-TYPICAL_SECONDS = {"plain": 15.0, "memora": 200.0, "unlearndiffatk": 80.0, "ringabell": 10.0,
-                   "concept_inversion": 40.0, "utility": 35.0}
+# Typical seconds of each stage for one submission on a one-concept miniature task, 2 CPU cores, the task's
+# shared work installed from its pack (session 18: the CI gate's demo and SalUn on mini-seven, the medians of the
+# mini-bold results in docs/performance.md); unknown stages count 30 s.
+TYPICAL_SECONDS = {"plain": 12.0, "memora": 115.0, "unlearndiffatk": 90.0, "ringabell": 5.0,
+                   "concept_inversion": 15.0, "utility": 35.0}
 DEFAULT_SECONDS = 30.0
 
 
