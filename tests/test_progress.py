@@ -27,7 +27,7 @@ def test_the_time_left_follows_the_typical_costs_scaled_by_this_runs_speed():
     assert p.left() == 2 * (TYPICAL_SECONDS["plain"] + TYPICAL_SECONDS["memora"])
     text = out.getvalue()
     assert text.startswith("[1/2] a / t1: 2 stages (plain, memora)\n")
-    assert "  plain: done in 30 s\n" in text and "  memora: running (about 6:40; then about 7:10 left)" in text
+    assert "  plain: done in 24 s\n" in text and "  memora: running (about 3:50; then about 4:14 left)" in text
     quiet = Progress([("a", "t", ["plain"])], "quiet", io.StringIO())
     quiet.unit(0)
     quiet.stage_start("plain")
