@@ -20,24 +20,12 @@ from memora_bench.cache import Cache
 from memora_bench.commands import resolve, suite_task_path
 from memora_bench.context import ProbeContext, first_rows, task_prompts
 from memora_bench.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
-from memora_bench.leaderboard.build import STRIP
+from memora_bench.leaderboard.build import strip_lines
 from memora_bench.models.parallel import Runtime
 from memora_bench.packs import install
 from memora_bench.probes import memora
 from memora_bench.results import ResultError, load_image_lines, load_result
 from memora_bench.specs import SpecError, load_submission, load_suite, load_task
-
-
-def strip_lines(lines: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The image lines a page's plain and MemoRa strips show (:func:`memora_bench.leaderboard.build.strips`)."""
-    plain = sorted((x for x in lines if x["probe"] == "plain" and x.get("prompt_set") == "attack"),
-                   key=lambda x: (x["prompt_id"], x["seed"]))[:STRIP]
-    rec = [x for x in lines if x["probe"] == "memora"]
-    if rec:
-        top, seed = max(x["budget"] for x in rec), min(x["attack_seed"] for x in rec)
-        rec = sorted((x for x in rec if x["budget"] == top and x["attack_seed"] == seed),
-                     key=lambda x: (x["prompt_id"], x["seed"]))[:STRIP]
-    return plain, rec
 
 
 def _check(drawn: list[dict], wanted: list[dict], what: str) -> list[str]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from memora_bench.leaderboard.build import STRIP
+from memora_bench.leaderboard.build import STRIP, strip_lines
 from memora_bench.paths import DEFAULT_SUITE, repo_root
 from memora_bench.results import load_image_lines, load_result
-from memora_bench.strips import _check, strip_lines
+from memora_bench.strips import _check
 
 
 def test_the_strips_are_the_first_attack_prompts_plain_and_recovered_at_the_largest_budget():

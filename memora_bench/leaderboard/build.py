@@ -320,11 +320,22 @@ def _copy_image(key: str, stores: ImageStores, out: Path) -> str | None:
     return f"../img/{key}.png"
 
 
-def strips(result: dict, path: Path, original: tuple[dict, Path] | None, stores: ImageStores, out: Path) -> list[dict]:
-    """Original model / unlearned / recovered images for the same first attack prompts."""
-    lines = _lines(result, path)
+def strip_lines(lines: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The image lines of a page's plain strip (the first attack prompts) and MemoRa strip (the same prompts
+    recovered at the largest budget, first attack seed); also what ``memora-bench strips`` redraws."""
     plain = sorted((x for x in lines if x["probe"] == "plain" and x.get("prompt_set") == "attack"),
                    key=lambda x: (x["prompt_id"], x["seed"]))[:STRIP]
+    rec = [x for x in lines if x["probe"] == "memora"]
+    if rec:
+        top, seed = max(x["budget"] for x in rec), min(x["attack_seed"] for x in rec)
+        rec = sorted((x for x in rec if x["budget"] == top and x["attack_seed"] == seed),
+                     key=lambda x: (x["prompt_id"], x["seed"]))[:STRIP]
+    return plain, rec
+
+
+def strips(result: dict, path: Path, original: tuple[dict, Path] | None, stores: ImageStores, out: Path) -> list[dict]:
+    """Original model / unlearned / recovered images for the same first attack prompts."""
+    plain, rec = strip_lines(_lines(result, path))
     out_strips = []
 
     def strip(title: str, items: list[dict]) -> dict:
@@ -339,12 +350,8 @@ def strips(result: dict, path: Path, original: tuple[dict, Path] | None, stores:
             out_strips.append(strip("original model", sorted(orig, key=lambda x: (x["prompt_id"], x["seed"]))))
     if plain:
         out_strips.append(strip("this submission (plain probe)", plain))
-    memora = [x for x in lines if x["probe"] == "memora"]
-    if memora:
-        top = max(x["budget"] for x in memora)
-        seed = min(x["attack_seed"] for x in memora)
-        rec = sorted((x for x in memora if x["budget"] == top and x["attack_seed"] == seed),
-                     key=lambda x: (x["prompt_id"], x["seed"]))[:STRIP]
+    if rec:
+        top, seed = rec[0]["budget"], rec[0]["attack_seed"]
         out_strips.append(strip(f"recovered by MemoRa ({top} steps, attack seed {seed})", rec))
     return out_strips
 
