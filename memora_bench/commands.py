@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field, replace
@@ -22,6 +24,7 @@ from memora_bench.results import ResultError, load_result
 from memora_bench.runner import evaluate as run_evaluation
 from memora_bench.scoring import is_original, is_retrain_oracle
 from memora_bench.submit import SubmitError, make_submission, resolve_model
+from memora_bench.timing import CoreUse
 from memora_bench.specs import (
     COMPONENTS,
     SpecError,
@@ -195,10 +198,12 @@ def evaluate(args) -> int:
                        "cpus_per_unit": args.cpus_per_unit}
     quiet = args.quiet or args.json
     stages = "quiet" if quiet else ("tty" if sys.stderr.isatty() else "lines")
-    report = run_evaluation(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
-                            progress=stages == "tty", executor=args.executor,
-                            ray_options=ray_options, reuse=None if args.reuse is None else Path(args.reuse),
-                            runtime=runtime, stages=stages, use_packs=not args.no_pack)
+    cores = CoreUse(len(os.sched_getaffinity(0)))
+    with cores if args.profile and args.executor == "local" else contextlib.nullcontext():
+        report = run_evaluation(suite, tasks, submissions, out, Cache(Path(args.cache_dir)), args.overwrite,
+                                progress=stages == "tty", executor=args.executor,
+                                ray_options=ray_options, reuse=None if args.reuse is None else Path(args.reuse),
+                                runtime=runtime, stages=stages, use_packs=not args.no_pack)
     if not quiet:
         for task, path, n in report.installed:
             print(f"{task}: shared work from {path.relative_to(repo_root()) if path.is_relative_to(repo_root()) else path}"
@@ -206,6 +211,7 @@ def evaluate(args) -> int:
     summary = _summary(report, _references(out, suite))
     if args.profile:
         summary["profile"] = _profile(summary)
+        summary["profile"]["cores"] = cores.summary() if args.executor == "local" else None
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -327,6 +333,13 @@ def _profile_table(profile: dict) -> str:
     lines.append(f"{'total (all results)':32s} {profile['wall_s']:9.2f}")
     lines.append(f"images generated {profile['images_generated']}, from the cache {profile['images_cached']}; "
                  f"model evaluations (UNet forward passes) {profile['model_evaluations']}")
+    use = profile.get("cores")
+    if use is None:
+        lines.append("cores: not measured (the work ran in Ray workers)")
+    else:
+        lines.append(f"cores: all {use['cores']} busy {100 * use['all_cores_busy_share']:.1f}% of the wall time; "
+                     f"on average {use['mean_cores_busy']:.2f} of {use['cores']} busy "
+                     f"({use['cpu_s']:.1f} CPU s in {use['wall_s']:.1f} s)")
     return "\n".join(lines)
 
 

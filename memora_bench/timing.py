@@ -62,3 +62,54 @@ def merge_stages(parts: list[dict]) -> dict:
             s["wall_s"] += secs["wall_s"]
             s["cpu_s"] += secs["cpu_s"]
     return {k: {m: round(v, 3) for m, v in d.items()} for k, d in out.items()}
+
+
+class CoreUse:
+    """How busy the machine's cores were with this process while the block ran: the process's CPU seconds
+    (every thread's) sampled every ``interval`` wall seconds on a thread of its own.
+
+    ``summary()`` gives the mean number of cores busy (CPU seconds over wall seconds) and the share of the wall
+    time in which all cores were busy (a sample interval counts when the process used at least ``full`` of
+    every core in it). Work in other processes (Ray workers) is not counted.
+    """
+
+    def __init__(self, cores: int, interval: float = 0.25, full: float = 0.9, wall=time.perf_counter,
+                 cpu=time.process_time):
+        if cores < 1 or interval <= 0 or not 0 < full <= 1:
+            raise ValueError(f"CoreUse: cores {cores}, interval {interval}, full {full}")
+        self.cores, self.interval, self.full = cores, interval, full
+        self._wall, self._cpu = wall, cpu
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.samples: list[tuple[float, float]] = []  # (wall seconds, CPU seconds) per interval
+
+    def record(self, wall_s: float, cpu_s: float) -> None:
+        self.samples.append((wall_s, cpu_s))
+
+    def _sample(self) -> None:
+        wall, cpu = self._wall(), self._cpu()
+        while True:
+            stopped = self._stop.wait(self.interval)
+            w, c = self._wall(), self._cpu()
+            self.record(w - wall, c - cpu)
+            wall, cpu = w, c
+            if stopped:
+                return
+
+    def __enter__(self) -> CoreUse:
+        self._thread = threading.Thread(target=self._sample, name="core-use", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def summary(self) -> dict:
+        wall = sum(w for w, _ in self.samples)
+        cpu = sum(c for _, c in self.samples)
+        full = sum(w for w, c in self.samples if w > 0 and c >= self.full * self.cores * w)
+        return {"cores": self.cores, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+                "mean_cores_busy": round(cpu / wall, 3) if wall else 0.0,
+                "all_cores_busy_share": round(full / wall, 4) if wall else 0.0}

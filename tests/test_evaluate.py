@@ -54,6 +54,12 @@ def test_profile_table_lists_stages_and_counts(small_run):
         assert re.search(rf"^{stage}\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+\.\d%$", out, re.M), stage
     m = re.search(r"images generated (\d+), from the cache (\d+); model evaluations \(UNet forward passes\) (\d+)", out)
     assert m and int(m.group(1)) == 16 and int(m.group(2)) == 0 and int(m.group(3)) == 8 * 50 * 2
+    m = re.search(r"^cores: all (\d+) busy (\d+\.\d)% of the wall time; on average (\d+\.\d\d) of (\d+) busy "
+                  r"\((\d+\.\d) CPU s in (\d+\.\d) s\)$", out, re.M)
+    assert m, out
+    cores, share, mean, wall = int(m.group(1)), float(m.group(2)), float(m.group(3)), float(m.group(6))
+    assert cores == len(os.sched_getaffinity(0)) and 0 <= share <= 100 and 0 < mean <= cores + 0.05
+    assert mean == pytest.approx(float(m.group(5)) / wall, abs=0.01) and wall > 1
 
 
 def _jsonl(path: Path) -> list[dict]:
