@@ -8,7 +8,7 @@ import math
 import re
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -296,6 +296,7 @@ class ImageStores:
     cache: Cache | None
     beside_results: tuple[Path, ...] = ()
     keep: Path | None = None
+    shown: set[str] = field(default_factory=set)  # the keys of the images the build's pages show
 
 
 def _regular(path: Path) -> bool:
@@ -317,6 +318,7 @@ def _copy_image(key: str, stores: ImageStores, out: Path) -> str | None:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, target)
+    stores.shown.add(key)
     return f"../img/{key}.png"
 
 
@@ -413,7 +415,7 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None, keep
         nudity_tasks=_nudity_tasks(results), about=_about(results)))
     _write(out / "leaderboard.json", json.dumps({"memora_bench": __version__, "rows": records}, indent=2) + "\n")
     _write(out / "leaderboard.csv", _csv(records))
-    pages = 0
+    pages, shown = 0, set()
     for sub in sorted(page_of):
         sections = []
         for (s, task), (data, path) in sorted(results.items()):
@@ -421,7 +423,8 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None, keep
                 continue
             try:
                 home = next((f for f in folders if path.resolve().is_relative_to(f.resolve())), None)
-                stores = ImageStores(cache, beside, home / "img" if keep_images and home is not None else None)
+                stores = ImageStores(cache, beside, home / "img" if keep_images and home is not None else None,
+                                     shown)
                 sections.append(_section(task, data, path, tables, sub, results, stores, out))
             except (KeyError, TypeError, ValueError, IndexError, StopIteration) as err:
                 raise LeaderboardError([f"{path}: cannot be shown ({type(err).__name__}: {str(err)[:160]})"]) from None
@@ -429,8 +432,20 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None, keep
         _write(out / page_of[sub], env.get_template("submission.html").render(
             name=sub, sections=sections, manifest=manifest, version=__version__, root="../"))
         pages += 1
+    _prune(out, {page_of[sub] for sub in page_of}, shown)
     images = len(list((out / "img").glob("*.png"))) if (out / "img").exists() else 0
     return {"out": str(out), "tables": len(tables), "pages": pages, "results": len(results), "images": images}
+
+
+def _prune(out: Path, pages: set[str], shown: set[str]) -> None:
+    """Remove what an earlier build left in the site and this one no longer shows: submission pages of results
+    gone, and ``img/<key>.png`` images no page shows (once read as a store, they are not needed)."""
+    for page in (out / "submissions").glob("*.html"):
+        if f"submissions/{page.name}" not in pages:
+            page.unlink()
+    for image in (out / "img").glob("*.png") if (out / "img").exists() else ():
+        if is_key(image.stem) and image.stem not in shown:
+            image.unlink()
 
 
 def _about(results) -> dict:
