@@ -144,7 +144,8 @@ COMMITTED = repo_root() / "leaderboard"
 COMMITTED_RESULTS = repo_root() / "results" / "mini-v4"
 
 
-def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_results(browser, tmp_path):
+def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_results(browser, tmp_path,
+                                                                                      monkeypatch):
     """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v4: same tables and downloads, no
     console error, no request off file://, every plain, adversarial, MemoRa and retained cell equal to its
     result file, and the Forgetting and Index cells those of the row's least forgotten concept (highest label,
@@ -159,12 +160,24 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
         if key not in shown or rank > shown[key][0]:
             shown[key] = (rank, x)
     fresh = tmp_path / "site"
-    build_site([COMMITTED_RESULTS], fresh, cache_dir=tmp_path / "no-cache")
-    for name in ("index.html", "leaderboard.csv", "leaderboard.json"):
+    monkeypatch.chdir(repo_root())  # as `make leaderboard` runs it: pages name result files relative to the repo
+    build_site([Path("results/mini-v4")], fresh, cache_dir=tmp_path / "no-cache")  # a fresh clone: no cache
+    files = {p.relative_to(COMMITTED) for p in COMMITTED.rglob("*") if p.is_file()} - {Path("README.md")}
+    assert files == {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}, "run `make leaderboard`"
+    for name in sorted(files):
         assert (fresh / name).read_bytes() == (COMMITTED / name).read_bytes(), f"run `make leaderboard` ({name})"
+    pages = sorted((COMMITTED / "submissions").glob("*.html"))
+    assert pages and not [p.name for p in pages if "not in cache" in p.read_text()], \
+        "a submission page lacks strip images: `memora-bench strips results/mini-v4`, then `make leaderboard`"
     page, events = open_page(browser, COMMITTED / "index.html")
     assert not events["console"] and not events["errors"], events
     assert all(u.startswith("file://") for u in events["requests"]), events["requests"]
+    # the verdict is visible at 1,280 px without scrolling sideways: the label column lies inside the window
+    headers = page.locator('th[data-col="label"]').all()
+    assert headers and all(h.bounding_box()["x"] + h.bounding_box()["width"] <= 1280 for h in headers)
+    badges = page.locator('td[data-col="label"] .badge').all()
+    assert len(badges) == len(list(COMMITTED_RESULTS.glob("*/*.json")))
+    assert all(b.bounding_box()["x"] + b.bounding_box()["width"] <= 1280 for b in badges)
     checked = 0
     results = sorted(COMMITTED_RESULTS.glob("*/*.json"))
     for path in results:
