@@ -1,0 +1,102 @@
+"""Experiment (issue 27 item 2): an oracle-free floor. How fast MemoRa's recipe teaches a model a glyph the
+world never trained on: the mirrored nine, named by a word no caption uses ("zeta"). Real mirrored nines
+(6 from the training split, fixed seed) replace the original's concept images; the rest of the recipe is
+MemoRa's (inversion and re-denoising by the attacked model, 3 LoRA seeds, budgets), and the eval prompts are
+the concept's own (same ids and seeds) with the concept's words replaced by "zeta". An image shows the glyph
+when its mirror image is judged a nine (top-1, p >= 0.5) and the image itself is not.
+
+usage: floor.py TASK SUBMISSION [SUBMISSION ...]  -> runs/floor/<task>/<submission>.json
+"""
+import json
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from memora_bench.cache import Cache, cache_key
+from memora_bench.classifiers.mini import load_digit
+from memora_bench.commands import resolve, suite_task_path
+from memora_bench.context import ProbeContext, first_rows, task_prompts
+from memora_bench.digits import load_split
+from memora_bench.models.parallel import Runtime
+from memora_bench.packs import install
+from memora_bench.probes import memora
+from memora_bench.specs import PromptRow, load_submission, load_suite, load_task
+
+import os
+WORD, DIGIT, SEED = os.environ.get("FLOOR_WORD", "zeta"), 9, 20261203  # FLOOR_WORD=same: keep the concept's words
+clf = load_digit()
+
+
+def glyph_hits(images):
+    x = np.stack(images)
+    p0, pm = clf.probs(x), clf.probs(x[:, :, ::-1].copy())
+    return (pm.argmax(1) == DIGIT) & (pm.max(1) >= 0.5) & (p0.argmax(1) != DIGIT)
+
+
+def swap(text, words):
+    if WORD == "same":
+        return text
+    for w in sorted(words, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w]){re.escape(w)}(?![\w])", WORD, text)
+    return text
+
+
+def sources(n):
+    split = load_split()
+    nines = split.train_images[split.train_labels == DIGIT]
+    pick = np.random.default_rng(SEED).choice(len(nines), n, replace=False)
+    out = []
+    for i in pick:
+        g = (nines[i][:, ::-1] * 255).round().astype(np.uint8)
+        rgb = np.repeat(g[:, :, None], 3, axis=2)
+        out.append({"image": rgb, "image_key": cache_key({"glyph": "mirrored-nine", "train_index": int(i)})})
+    return out
+
+
+def main():
+    task_name, subs = sys.argv[1], sys.argv[2:]
+    suite = load_suite(resolve("suite", "mini-v4"))
+    task = load_task(suite_task_path(suite.path, task_name))
+    cache = Cache(Path(".cache/memora-bench"))
+    install(cache, suite, task)
+    p = memora.parse_params(dict(next(q for q in suite.probes if q.name == "memora").params))
+    out_dir = Path("runs/floor") / WORD / task_name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    originals = sources(2 * len(p.seed_pairs))
+    attack = task_prompts(task, "attack_prompts")
+    for name in subs:
+        sub = load_submission(resolve("submission", name))
+        ctx = ProbeContext(suite, task, sub, cache, Runtime(), progress=False)
+        report = {"submission": name, "task": task_name, "concepts": {}}
+        for concept in task.concepts:
+            words = [concept.label, concept.name, *concept.aliases]
+            glyph = replace(concept, name=f"{concept.name}-{WORD}", prompt=swap(concept.prompt, words), label=f"glyph-{WORD}")
+            rows = [PromptRow(f"{r.id}-glyph-{WORD}", swap(r.prompt, words), r.seed, r.guidance, f"glyph-{WORD}")
+                    for r in first_rows(attack, concept.label, p.eval_prompts)]
+            keys, images = memora.training_images(ctx, ctx.model, glyph, originals, p)
+            train_hits = int(glyph_hits(images).sum())
+
+            def seed_curve(seed):
+                ckpts = memora.lora_checkpoints(ctx, ctx.model, glyph, keys, images, seed, p)
+                curve = []
+                for b in p.budgets:
+                    model = ctx.model if b == 0 else memora.recovered_model(ctx, ctx.model, [ckpts[b]], p)
+                    recs = ctx.images(rows, "memora_floor", model=model)
+                    curve.append(glyph_hits([r["image"] for r in recs]).astype(int).tolist())
+                return curve
+            curves = ctx.side_by_side([lambda s=s: seed_curve(s) for s in p.attack_seeds])
+            report["concepts"][concept.name] = {
+                "glyph_prompt": glyph.prompt, "eval_prompts": [r.prompt for r in rows],
+                "training_images_glyph": f"{train_hits}/{len(images)}",
+                "hits": curves,  # [seed][budget][prompt]
+                "curve": [int(sum(sum(c[j]) for c in curves)) for j in range(len(p.budgets))],
+                "n": len(rows) * len(p.attack_seeds), "budgets": list(p.budgets)}
+            print(name, concept.name, "training", train_hits, "/", len(images), "curve",
+                  report["concepts"][concept.name]["curve"], "of", report["concepts"][concept.name]["n"], flush=True)
+        (out_dir / f"{name}.json").write_text(json.dumps(report, indent=1))
+
+
+main()
