@@ -432,7 +432,7 @@ def build_site(paths: list[Path], out: Path, cache_dir: Path | None = None, keep
         _write(out / page_of[sub], env.get_template("submission.html").render(
             name=sub, sections=sections, manifest=manifest, version=__version__, root="../"))
         pages += 1
-    _prune(out, {page_of[sub] for sub in page_of}, shown)
+    _prune(out, set(page_of.values()), shown)
     images = len(list((out / "img").glob("*.png"))) if (out / "img").exists() else 0
     return {"out": str(out), "tables": len(tables), "pages": pages, "results": len(results), "images": images}
 
