@@ -5,7 +5,12 @@ MemoRa's (inversion and re-denoising by the attacked model, 3 LoRA seeds, budget
 the concept's own (same ids and seeds) with the concept's words replaced by "zeta". An image shows the glyph
 when its mirror image is judged a nine (top-1, p >= 0.5) and the image itself is not.
 
-usage: floor.py TASK SUBMISSION [SUBMISSION ...]  -> runs/floor/<task>/<submission>.json
+FLOOR_WORD=same keeps the concept's own words; FLOOR_WORD=ti names the glyph by the placeholder "sks" whose
+embedding is first learnt on the attacked model by concept inversion's textual inversion (the suite's
+concept_inversion parameters, the card's templates and initializer) from 25 other real mirrored nines, so that
+the glyph's word is a trained one, as the oracle's word for the erased concept is.
+
+usage: oracle_free_floor.py TASK SUBMISSION [SUBMISSION ...]  -> runs/floor/<word>/<task>/<submission>.json
 """
 import json
 import re
@@ -22,7 +27,9 @@ from memora_bench.context import ProbeContext, first_rows, task_prompts
 from memora_bench.digits import load_split
 from memora_bench.models.parallel import Runtime
 from memora_bench.packs import install
-from memora_bench.probes import memora
+from memora_bench.models.generate import encode_images
+from memora_bench.models.handle import Model
+from memora_bench.probes import concept_inversion, memora
 from memora_bench.specs import PromptRow, load_submission, load_suite, load_task
 
 import os
@@ -39,15 +46,16 @@ def glyph_hits(images):
 def swap(text, words):
     if WORD == "same":
         return text
+    word = concept_inversion.PLACEHOLDER if WORD == "ti" else WORD
     for w in sorted(words, key=len, reverse=True):
-        text = re.sub(rf"(?<![\w]){re.escape(w)}(?![\w])", WORD, text)
+        text = re.sub(rf"(?<![\w]){re.escape(w)}(?![\w])", word, text)
     return text
 
 
-def sources(n):
+def sources(n, skip=0):
     split = load_split()
     nines = split.train_images[split.train_labels == DIGIT]
-    pick = np.random.default_rng(SEED).choice(len(nines), n, replace=False)
+    pick = np.random.default_rng(SEED).choice(len(nines), n + skip, replace=False)[skip:]
     out = []
     for i in pick:
         g = (nines[i][:, ::-1] * 255).round().astype(np.uint8)
@@ -67,23 +75,40 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     originals = sources(2 * len(p.seed_pairs))
     attack = task_prompts(task, "attack_prompts")
+    ti_params = concept_inversion.parse_params(dict(next(q for q in suite.probes if q.name == "concept_inversion").params))
+    ti_images = sources(ti_params.images, skip=len(originals))
     for name in subs:
         sub = load_submission(resolve("submission", name))
         ctx = ProbeContext(suite, task, sub, cache, Runtime(), progress=False)
+        attacked = ctx.model
         report = {"submission": name, "task": task_name, "concepts": {}}
         for concept in task.concepts:
             words = [concept.label, concept.name, *concept.aliases]
             glyph = replace(concept, name=f"{concept.name}-{WORD}", prompt=swap(concept.prompt, words), label=f"glyph-{WORD}")
             rows = [PromptRow(f"{r.id}-glyph-{WORD}", swap(r.prompt, words), r.seed, r.guidance, f"glyph-{WORD}")
                     for r in first_rows(attack, concept.label, p.eval_prompts)]
-            keys, images = memora.training_images(ctx, ctx.model, glyph, originals, p)
+            if WORD == "ti":  # the glyph's word learnt first on the attacked model (cached per model)
+                key = cache_key({"floor": "glyph-ti", "model": ctx.model.fingerprint, "concept": concept.name,
+                                 "sources": [o["image_key"] for o in ti_images], "params": ti_params.__dict__})
+                learnt = cache.get_tensors(key)
+                if learnt is None:
+                    pipe = ctx.pipeline()
+                    mean, std = encode_images(pipe, [o["image"] for o in ti_images])
+                    learnt = {"embedding": concept_inversion.learn_embedding(pipe, mean, std, concept, ti_params)}
+                    cache.put_tensors(key, learnt)
+                attacked = Model({**ctx.model.fingerprint, "floor_ti": key},
+                                 lambda row=learnt["embedding"]: concept_inversion.with_embedding(ctx.pipeline(), row),
+                                 ctx.model.device)
+                before = glyph_hits([r["image"] for r in ctx.images(rows, "memora_floor", model=attacked)])
+                print(name, concept.name, "after textual inversion alone:", int(before.sum()), "of", len(rows), flush=True)
+            keys, images = memora.training_images(ctx, attacked, glyph, originals, p)
             train_hits = int(glyph_hits(images).sum())
 
             def seed_curve(seed):
-                ckpts = memora.lora_checkpoints(ctx, ctx.model, glyph, keys, images, seed, p)
+                ckpts = memora.lora_checkpoints(ctx, attacked, glyph, keys, images, seed, p)
                 curve = []
                 for b in p.budgets:
-                    model = ctx.model if b == 0 else memora.recovered_model(ctx, ctx.model, [ckpts[b]], p)
+                    model = attacked if b == 0 else memora.recovered_model(ctx, attacked, [ckpts[b]], p)
                     recs = ctx.images(rows, "memora_floor", model=model)
                     curve.append(glyph_hits([r["image"] for r in recs]).astype(int).tolist())
                 return curve
