@@ -474,15 +474,20 @@ def _kind_of(path: Path) -> str | None:
     return None
 
 
-def _suite_status(name: str) -> str:
+def _suite_status(name: str, names: list[str] = ()) -> str:
     """"official" for the default suite, "retired" for an earlier version of its family, "newer (being filled
-    in)" for a later one, "" otherwise (another family, e.g. the SD-1.4 suites)."""
+    in)" for a later one; in another family (e.g. the SD-1.4 suites), "retired" for a version that a later one
+    among ``names`` replaces, "" for its latest."""
     family, _, version = name.rpartition("-v")
     official_family, _, official = DEFAULT_SUITE.rpartition("-v")
     if name == DEFAULT_SUITE:
         return "official"
-    if family != official_family or not version.isdigit():
+    if not version.isdigit():
         return ""
+    if family != official_family:
+        later = [n for n in names if n.rpartition("-v")[0] == family and n.rpartition("-v")[2].isdigit()
+                 and int(n.rpartition("-v")[2]) > int(version)]
+        return "retired" if later else ""
     return "retired" if int(version) < int(official) else "newer (being filled in)"
 
 
@@ -499,10 +504,11 @@ def ls(args) -> int:
             except SpecError as err:
                 records.append({"name": p.stem, "problem": err.problems[0]})
     elif args.what == "suites":
+        names = [p.stem for p in sorted((root / "benchmark").glob("*.yaml"))]
         for p in sorted((root / "benchmark").glob("*.yaml")):
             try:
                 s = load_suite(p)
-                records.append({"name": s.name, "version": s.version, "status": _suite_status(s.name),
+                records.append({"name": s.name, "version": s.version, "status": _suite_status(s.name, names),
                                 "tasks": list(s.tasks), "probes": [q.name for q in s.probes]})
             except SpecError as err:
                 records.append({"name": p.stem, "problem": err.problems[0]})

@@ -32,6 +32,18 @@ def unit_parts(suite: Suite) -> list[str]:
     return [p.name for p in suite.probes] + [UTILITY]
 
 
+def preflight(suite: Suite, task: Task) -> list[str]:
+    """What keeps a probe of ``suite`` from running on ``task`` (each probe's optional ``preflight(task,
+    params)``), so that an evaluation refuses the unit before hours of other probes' work, not after."""
+    out = []
+    for p in suite.probes:
+        check = getattr(probe_module(p.name), "preflight", None)
+        problem = check(task, dict(p.params)) if check else None
+        if problem:
+            out.append(problem)
+    return out
+
+
 def part_shards(suite: Suite) -> dict[str, list[list[str]]]:
     """For each probe that can spread its work: the shards an executor runs before the probe's own part, in
     waves (each wave after the previous; the shards of a wave side by side). MemoRa: its shared stages, then

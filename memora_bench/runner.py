@@ -22,7 +22,7 @@ from memora_bench.models.handle import submission_model
 from memora_bench.models.loading import verify_submission
 from memora_bench.models.parallel import Runtime
 from memora_bench.packs import install as install_pack
-from memora_bench.parts import PartOutcome, assemble_parts, run_part, unit_parts
+from memora_bench.parts import PartOutcome, assemble_parts, preflight, run_part, unit_parts
 from memora_bench.progress import Progress
 from memora_bench.results import result_paths, write_result
 from memora_bench.reuse import Reuse
@@ -123,6 +123,10 @@ def evaluate(suite: Suite, tasks: list[Task], submissions: list[Submission], out
             if sub.base_model.id != task.base_model.id and not sub.control:
                 report.failed.append((sub.name, task.name, f"the submission's base model {sub.base_model.id!r} is "
                                       f"not the task's {task.base_model.id!r}"))
+                continue
+            problems = preflight(suite, task)
+            if problems:
+                report.failed.append((sub.name, task.name, "; ".join(problems)))
                 continue
             jobs.append((sub, task))
     if use_packs:

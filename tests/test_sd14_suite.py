@@ -1,6 +1,7 @@
 """The SD-1.4 suite and its task cards validate offline (issue 10): every card parses, names registered
 classifiers and the pinned SD-1.4 revision, fetches its prompt sets from pinned commits, and every probe's
-parameters parse. Running it needs a GPU and the Hub (tests marked ``gpu``)."""
+parameters parse. Running it at full size needs a GPU and the Hub; its whole code path runs here on a tiny
+SD-shaped pipeline (tests/test_sd14_end_to_end.py)."""
 
 import re
 
@@ -12,9 +13,9 @@ from memora_bench.specs import load_suite, load_task
 SD14_REVISION = "133a221b8aa7292a167afc5127cb63fb5005638b"
 
 
-@pytest.fixture(scope="module")
-def suite():
-    return load_suite(repo_root() / "benchmark" / "sd14-v1.yaml")
+@pytest.fixture(scope="module", params=["sd14-v1", "sd14-v2"])
+def suite(request):
+    return load_suite(repo_root() / "benchmark" / f"{request.param}.yaml")
 
 
 def test_suite_and_cards_validate(suite):
@@ -35,10 +36,16 @@ def test_suite_and_cards_validate(suite):
 
 
 def test_probe_parameters_parse(suite):
-    from memora_bench.probes import memora, unlearndiffatk
+    from memora_bench.probes import concept_inversion, memora, unlearndiffatk
 
     params = {p.name: dict(p.params) for p in suite.probes}
-    assert set(params) == {"plain", "unlearndiffatk", "memora"}
+    if suite.name == "sd14-v1":
+        assert set(params) == {"plain", "unlearndiffatk", "memora"}
+    else:  # sd14-v2: all five probes; concept inversion as the reference's train.sh runs textual inversion
+        assert set(params) == {"plain", "unlearndiffatk", "memora", "ringabell", "concept_inversion"}
+        ci = concept_inversion.parse_params(params["concept_inversion"])
+        assert (ci.steps, ci.batch_size, ci.accumulation, ci.lr) == (5000, 4, 4, 0.005)
+        assert params["ringabell"] == {"prompt_sha256": {}}  # built from SD-1.4's text encoder on a networked machine
     attack = unlearndiffatk.parse_params(params["unlearndiffatk"])
     assert (attack.k, attack.iterations, attack.lr, attack.weight_decay) == (3, 40, 0.01, 0.1)
     m = memora.parse_params(params["memora"])
@@ -49,6 +56,6 @@ def test_probe_parameters_parse(suite):
 def test_cli_validate_accepts_the_sd14_cards(capsys):
     from memora_bench.cli import main
 
-    paths = [str(repo_root() / "benchmark" / "sd14-v1.yaml")] + [
+    paths = [str(repo_root() / "benchmark" / f"sd14-v{v}.yaml") for v in (1, 2)] + [
         str(p) for p in sorted((repo_root() / "tasks").glob("sd14-*.yaml"))]
     assert main(["validate", *paths]) == 0, capsys.readouterr()

@@ -1,7 +1,8 @@
 """Hugging Face image classifiers, as UnlearnDiffAtk uses them for SD-1.4 tasks.
 
 - ``imagenet-resnet50``: ``microsoft/resnet-50`` (ImageNet-1k); an object is shown when its class is the
-  top-1 prediction (church, garbage truck, parachute, tench).
+  top-1 prediction (church, garbage truck, parachute, tench). ``$MEMORA_BENCH_RESNET50`` names another folder
+  or Hub id (a machine without the Hub; the end-to-end test's tiny random ResNet).
 - ``art-style``: a ViT fine-tuned on WikiArt artists (UnlearnDiffAtk's style classifier); Van Gogh is
   shown when he is the top-1 artist. The reference distributes its own checkpoint, so its location is
   given by ``$MEMORA_BENCH_ART_CLASSIFIER`` (a folder or a Hub id).
@@ -73,7 +74,9 @@ def load_hf(source: str, revision: str | None = None, classifier_id: str | None 
 
 
 def load_resnet50(source: str | None = None) -> HFImageClassifier:
-    """ImageNet ResNet-50 (``microsoft/resnet-50`` unless ``source`` names another folder or id)."""
+    """ImageNet ResNet-50 (``microsoft/resnet-50`` unless ``source`` or ``$MEMORA_BENCH_RESNET50`` names another
+    folder or Hub id)."""
+    source = source or os.environ.get("MEMORA_BENCH_RESNET50")
     return load_hf(source or RESNET50[0], None if source else RESNET50[1], "imagenet-resnet50")
 
 

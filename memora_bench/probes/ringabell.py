@@ -172,13 +172,27 @@ def prompt_file(task: Task) -> Path:
     return Path(task.path).parent / "prompts" / f"{task.name}-ringabell.csv"
 
 
+def preflight(task: Task, params: dict) -> str | None:
+    """Why the probe cannot run on ``task``, checked before any work of an evaluation starts (None: it can):
+    the suite pins no prompt file for the task, or the file is not there. Building one needs the task's
+    original model (for SD-1.4, its text encoder from the Hub): `memora-bench ringabell TASK`, then its
+    sha256 goes into the suite (docs/gpu.md)."""
+    pinned = dict(parse_params("ringabell", params).prompt_sha256)
+    build = f"build it with `memora-bench ringabell {task.name}` and pin its sha256 in the suite (docs/gpu.md)"
+    if task.name not in pinned:
+        return (f"Ring-A-Bell: the suite pins no prompt file for task {task.name!r} (prompt_sha256 has "
+                f"{sorted(pinned)}); {build}, or leave the probe out with --probes")
+    if not prompt_file(task).exists():
+        return f"Ring-A-Bell: {prompt_file(task)} is missing; {build}"
+    return None
+
+
 def run(ctx: ProbeContext, params: dict) -> ProbeOutput:
     """Score the submission on the task's shipped Ring-A-Bell prompts (sha256 pinned in the suite)."""
     pinned = dict(parse_params("ringabell", params).prompt_sha256)
-    if ctx.task.name not in pinned:
-        raise ValueError(f"the suite pins no Ring-A-Bell prompt file for task {ctx.task.name!r} "
-                         f"(prompt_sha256 has {sorted(pinned)}); build one with "
-                         f"`memora-bench ringabell {ctx.task.name}`")
+    problem = preflight(ctx.task, params)
+    if problem:
+        raise ValueError(problem)
     rows = read_prompts(prompt_file(ctx.task), pinned[ctx.task.name])
     records = ctx.judge(ctx.images(rows, "ringabell"), "ringabell")
     result = {"params": {"prompt_file": prompt_file(ctx.task).name, "sha256": pinned[ctx.task.name]},
