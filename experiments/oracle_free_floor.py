@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from memora_bench.cache import Cache, cache_key
 from memora_bench.classifiers.mini import load_digit
@@ -111,7 +112,10 @@ def main():
                     model = attacked if b == 0 else memora.recovered_model(ctx, attacked, [ckpts[b]], p)
                     recs = ctx.images(rows, "memora_floor", model=model)
                     curve.append(glyph_hits([r["image"] for r in recs]).astype(int).tolist())
+                    if b == max(p.budgets) and seed == p.attack_seeds[0]:
+                        last[:] = [r["image"] for r in recs]
                 return curve
+            last: list = []
             curves = ctx.side_by_side([lambda s=s: seed_curve(s) for s in p.attack_seeds])
             report["concepts"][concept.name] = {
                 "glyph_prompt": glyph.prompt, "eval_prompts": [r.prompt for r in rows],
@@ -121,6 +125,10 @@ def main():
                 "n": len(rows) * len(p.attack_seeds), "budgets": list(p.budgets)}
             print(name, concept.name, "training", train_hits, "/", len(images), "curve",
                   report["concepts"][concept.name]["curve"], "of", report["concepts"][concept.name]["n"], flush=True)
+            grid = np.concatenate([np.concatenate(images[:16], axis=1), np.concatenate(last, axis=1),
+                                   np.concatenate([o["image"] for o in originals] + [o["image"] for o in ti_images][:10], axis=1)])
+            Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(
+                out_dir / f"{name}-{concept.name}.png")  # rows: training images, the largest budget (seed 0), sources
         (out_dir / f"{name}.json").write_text(json.dumps(report, indent=1))
 
 
