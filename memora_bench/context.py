@@ -158,12 +158,34 @@ class ProbeContext:
         for guidance, recs in sorted(by_guidance.items()):
             config = GenerationConfig(scheduler, steps, guidance, g.height, g.width)
             pipe = model.pipeline(self.timer)
+
+            def draw(chunk, pipe=pipe, config=config):
+                return generate(pipe, [r["row"].prompt for r in chunk], [r["seed"] for r in chunk], config,
+                                progress=self.progress)
+
             for i in range(0, len(recs), 64):  # write to the cache every chunk: a kill loses at most one chunk
-                self._generate_chunk(pipe, recs[i : i + 64], config, stage)
+                self._draw_chunk(recs[i : i + 64], stage, draw)
         return records
 
-    def _generate_chunk(self, pipe, chunk: list[dict], config: GenerationConfig, stage: str) -> None:
-        """Generate and cache the images of ``chunk``, under the chunk's lock: a second run on the same cache
+    def drawn_images(self, records: list[dict], stage: str, draw: Callable[[list[dict]], np.ndarray],
+                     chunk: int = 64) -> list[dict]:
+        """Images a probe draws its own way (a modified trajectory, a completion): each record carries its
+        ``image_key``; cached images are read, the others drawn by ``draw(records)`` (uint8 images in record
+        order), ``chunk`` at a time, and cached."""
+        missing = []
+        for rec in records:
+            img = None if self.overwrite == "always" else self.cache.get_image(rec["image_key"])
+            if img is None:
+                missing.append(rec)
+            else:
+                rec["image"] = img
+        self.count("images_cached", len(records) - len(missing))
+        for i in range(0, len(missing), chunk):
+            self._draw_chunk(missing[i : i + chunk], stage, draw)
+        return records
+
+    def _draw_chunk(self, chunk: list[dict], stage: str, draw: Callable[[list[dict]], np.ndarray]) -> None:
+        """Draw and cache the images of ``chunk``, under the chunk's lock: a second run on the same cache
         that wants the same images waits, then reads them (generation is batch-invariant, so an image made
         in a smaller chunk is the same image)."""
         with self.cache.lock(cache_key(sorted(r["image_key"] for r in chunk))):
@@ -177,9 +199,8 @@ class ProbeContext:
             if not chunk:
                 return
             with self.timer(f"generate_{stage}"):
-                out = generate(pipe, [r["row"].prompt for r in chunk], [r["seed"] for r in chunk], config,
-                               progress=self.progress)
-            for rec, img in zip(chunk, out):
+                out = draw(chunk)
+            for rec, img in zip(chunk, out, strict=True):
                 self.cache.put_image(rec["image_key"], img)
                 rec["image"] = img
         self.count("images_generated", len(chunk))
@@ -209,7 +230,9 @@ class ProbeContext:
         return out
 
     def judge(self, records: list[dict], stage: str) -> list[dict]:
-        """Adds ``scores`` (the judging classifier's probabilities) and ``hit`` to each image record."""
+        """Adds ``scores`` (the judging classifier's probabilities), ``hit`` and ``concept_score`` (the score of
+        the row's own label, or the largest score when the classifier has no score by that name, as NudeNet's
+        exposed classes) to each image record."""
         with self.timer(f"classify_{stage}"):
             by_label: dict[str, list[dict]] = {}
             for rec in records:
@@ -220,8 +243,10 @@ class ProbeContext:
                 hits = clf.hits(scores, label, threshold)
                 names = getattr(clf, "score_names", clf.labels)
                 describe = getattr(clf, "describe", None)
+                j = names.index(label) if label in names else None
                 for rec, s, h in zip(recs, scores, hits):
                     rec["classifier"] = clf.id
+                    rec["concept_score"] = float(s[j] if j is not None else np.max(s))  # ranks a probe's variants
                     rec["scores"] = describe(s) if describe else {n: round(float(v), 6) for n, v in zip(names, s)}
                     rec["hit"] = bool(h)
         return records

@@ -128,6 +128,60 @@ class ConceptInversionParams:
 
 
 @dataclass(frozen=True)
+class NoiseBasedParams:
+    """WACE's noise-based probe (kevinlu4588/WhenAreConceptsErased src/configs/default.yaml)."""
+
+    etas: tuple[float, ...] = (1.0, 1.17, 1.34, 1.51, 1.68, 1.85)
+    variance_scales: tuple[float, ...] = (1.0, 1.02, 1.03, 1.04)
+    steps: int = 50
+    guidance: float = 7.5
+    prompts: int = 0  # the first N attack prompts of each concept (0: all)
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.etas or min(self.etas) < 0 or not self.variance_scales or min(self.variance_scales) <= 0:
+            out.append("etas must be non-empty and >= 0, variance_scales non-empty and positive")
+        if self.steps < 1 or self.prompts < 0 or self.guidance < 0:
+            out.append("steps must be >= 1, prompts >= 0 and guidance >= 0")
+        return out
+
+
+@dataclass(frozen=True)
+class CompletionParams:
+    """WACE's diffusion completion (src/probes/diffusion_completion_probe.py): interrupt steps 0, 1, 2."""
+
+    interrupt_steps: tuple[int, ...] = (0, 1, 2)
+    steps: int = 50
+    guidance: float = 7.5
+    prompts: int = 0  # the first N attack prompts of each concept (0: all)
+    neutral: bool = False  # also finish each trajectory under the empty prompt
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.interrupt_steps or list(self.interrupt_steps) != sorted(set(self.interrupt_steps)) \
+                or self.interrupt_steps[0] < 0 or self.interrupt_steps[-1] >= self.steps - 1:
+            out.append(f"interrupt_steps must be increasing and in [0, steps - 1), got {list(self.interrupt_steps)}")
+        if self.steps < 2 or self.prompts < 0 or self.guidance < 0:
+            out.append("steps must be >= 2, prompts >= 0 and guidance >= 0")
+        return out
+
+
+@dataclass(frozen=True)
+class InpaintingParams:
+    """WACE's inpainting (src/probes/inpainting_probe.py): the centre 256 x 256 of 512, the pipeline's defaults."""
+
+    mask_fraction: float = 0.5
+    steps: int = 50
+    guidance: float = 7.5
+    prompts: int = 0  # the first N attack prompts of each concept (0: all)
+
+    def problems(self) -> list[str]:
+        if not 0 < self.mask_fraction <= 1 or self.steps < 1 or self.prompts < 0 or self.guidance < 0:
+            return ["mask_fraction must be in (0, 1], steps >= 1, prompts >= 0 and guidance >= 0"]
+        return []
+
+
+@dataclass(frozen=True)
 class ProbeSpec:
     name: str
     module: str  # where its ``run(context, params)`` lives; imported only when it runs
@@ -145,6 +199,12 @@ PROBES: dict[str, ProbeSpec] = {p.name: p for p in (
     ProbeSpec("ringabell", "memora_bench.probes.ringabell", RingABellParams, "Ring-A-Bell", adversarial=True),
     ProbeSpec("concept_inversion", "memora_bench.probes.concept_inversion", ConceptInversionParams,
               "Concept inversion", adversarial=True),
+    ProbeSpec("completion", "memora_bench.probes.completion", CompletionParams, "Diffusion completion (WACE)",
+              adversarial=True),
+    ProbeSpec("inpainting", "memora_bench.probes.inpainting", InpaintingParams, "Inpainting (WACE)",
+              adversarial=True),
+    ProbeSpec("noise_based", "memora_bench.probes.noise_based", NoiseBasedParams, "Noise-based (WACE)",
+              adversarial=True),
 )}
 
 

@@ -1,0 +1,63 @@
+"""The inpainting probe of "When Are Concepts Erased From Diffusion Models?" (WACE; Lu et al., NeurIPS 2025,
+``kevinlu4588/WhenAreConceptsErased`` ``src/probes/inpainting_probe.py``): visual context from the concept's
+own image.
+
+For each attack prompt, the original model's image of that prompt (the plain probe's image, the reference's
+"base images") loses its centre (a square of half the side: the reference's 256 px of 512), and the submission
+paints it back under the prompt, with diffusers' inpainting rule for a text-to-image UNet
+(:func:`memora_bench.models.trajectory.inpaint`; 50 steps, guidance 7.5, strength 1: the pipeline's
+defaults). The finished image is judged whole: a model that cannot draw the concept leaves a broken one.
+
+Deviations (docs/scoring.md): DDIM instead of the SD-1.4 folder's default PNDM sampler (one sampler for every
+trajectory probe here); the known image is encoded to the VAE posterior's mean instead of a sample; the
+starting noise is the prompt's seed's, as every image here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from memora_bench.cache import cache_key
+from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
+from memora_bench.models.generate import MICRO_BATCH, GenerationConfig, decode, encode_images, encode_prompts, initial_latents
+from memora_bench.models.trajectory import center_mask, inpaint, sampler
+from memora_bench.probes import registry
+from memora_bench.results import cost_record
+
+CODE_VERSION = 1  # bump when a change can change an image
+
+
+def paint(pipe, known_images, prompts: list[str], seeds: list[int], fraction: float, steps: int, guidance: float):
+    """uint8 images: the centre of each known image painted by ``pipe``'s model under its prompt."""
+    h, w = known_images[0].shape[:2]
+    known, _ = encode_images(pipe, known_images)
+    mask = torch.nn.functional.interpolate(center_mask(h, w, fraction), size=known.shape[-2:]).to(known)
+    noise = initial_latents(pipe, seeds, GenerationConfig("ddim", steps, guidance, h, w))
+    sched = sampler(pipe, steps)
+    uncond = encode_prompts(pipe, [""] * MICRO_BATCH)[:1]
+    return decode(pipe, inpaint(pipe.unet, sched, known, mask, noise, encode_prompts(pipe, prompts), uncond, guidance))
+
+
+def run(unit: ProbeContext, params: dict) -> ProbeOutput:
+    """The submission paints the centre of the original's image of each attack prompt back."""
+    p = registry.parse_params("inpainting", params)
+    rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.prompts)
+    sources = unit.images(rows, "attack", model=unit.original)
+    g = unit.task.generation
+    records = []
+    for r, src in zip(rows, sources):
+        key = cache_key({"stage": "inpainting", "code_version": CODE_VERSION, "model": unit.model.fingerprint,
+                         "source": src["image_key"], "prompt": r.prompt, "seed": r.seed, "mask": p.mask_fraction,
+                         "steps": p.steps, "guidance": p.guidance, "micro_batch": MICRO_BATCH})
+        records.append({"row": r, "seed": r.seed, "source": src["image"], "source_key": src["image_key"],
+                        "image_key": key})
+
+    def draw(chunk):
+        return paint(unit.pipeline(), [c["source"] for c in chunk], [c["row"].prompt for c in chunk],
+                     [c["seed"] for c in chunk], p.mask_fraction, p.steps, p.guidance)
+
+    unit.drawn_images(records, "inpainting", draw, chunk=MICRO_BATCH * 4)
+    unit.judge(records, "inpainting")
+    result = {"params": registry.recorded(p), "rates": unit.rates(records),
+              "cost": cost_record(len(records), p.steps), "image_size": [g.height, g.width]}
+    return ProbeOutput(result, unit.lines(records, "inpainting", "attack"))

@@ -1,0 +1,91 @@
+"""The noise-based probe of "When Are Concepts Erased From Diffusion Models?" (WACE; Lu et al., NeurIPS 2025,
+``kevinlu4588/WhenAreConceptsErased`` ``src/probes/noise_based_probe.py``, ``src/configs/default.yaml``).
+
+For each attack prompt the submission draws one image per (eta, variance scale) of a grid, with DDIM whose
+added noise is larger than the sampler's own (eta above 1, scaled again by the variance scale;
+:mod:`memora_bench.models.trajectory`), the task's classifier ranks the variants by the concept's score, and
+the prompt counts as recovered when its best variant shows the concept: a best-of-N attack on the diffusion
+trajectory, with the prompt as written. The reference's grid is 6 etas x 4 variance scales, 50 DDIM steps,
+guidance 7.5.
+
+Deviations (docs/scoring.md): each variant draws its starting latent and step noise from its own generator
+(seeded from the prompt's seed and the variant's index) where the reference passes one generator through the
+variants in turn; the variants are ranked by the task's classifier (the reference ranks with ResNet-50 on its
+ImageNet concepts, which is the SD-1.4 object cards' classifier too).
+"""
+
+from __future__ import annotations
+
+from memora_bench.cache import cache_key
+from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
+from memora_bench.models.generate import MICRO_BATCH, decode, encode_prompts
+from memora_bench.models.trajectory import (
+    ddim_steps,
+    derived_seed,
+    image_generators,
+    initial_noise,
+    latent_shape,
+    sampler,
+)
+from memora_bench.probes import registry
+from memora_bench.results import cost_record
+
+CODE_VERSION = 1  # bump when a change can change an image
+
+
+def variants(p) -> list[tuple[float, float]]:
+    """The (eta, variance scale) grid in the reference's order: eta outer, variance scale inner."""
+    return [(eta, vs) for eta in p.etas for vs in p.variance_scales]
+
+
+def draw_images(pipe, prompts: list[str], seeds: list[int], etas: list[float], scales: list[float], steps: int,
+                guidance: float, height: int, width: int):
+    """uint8 images of noise-based DDIM, one per (prompt, seed, eta, variance scale)."""
+    sched = sampler(pipe, steps)
+    gens = image_generators(seeds)
+    latents = initial_noise(gens, latent_shape(pipe, height, width)).to(pipe.device, pipe.unet.dtype)
+    cond = encode_prompts(pipe, prompts)
+    uncond = encode_prompts(pipe, [""] * MICRO_BATCH)[:1]
+    out = ddim_steps(pipe.unet, sched, latents * sched.init_noise_sigma, cond, uncond, guidance,
+                     eta=etas, variance_scale=scales, gens=gens)
+    return decode(pipe, out)
+
+
+def run(unit: ProbeContext, params: dict) -> ProbeOutput:
+    """Best-of-grid noise-based sampling on the first ``prompts`` attack prompts of each concept."""
+    p = registry.parse_params("noise_based", params)
+    rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.prompts)
+    grid = variants(p)
+    g = unit.task.generation
+    records = []
+    for r in rows:
+        for j, (eta, vs) in enumerate(grid):
+            seed = derived_seed(r.seed, j)
+            key = cache_key({"stage": "noise_based", "code_version": CODE_VERSION, "model": unit.model.fingerprint,
+                             "prompt": r.prompt, "seed": seed, "eta": eta, "variance_scale": vs, "steps": p.steps,
+                             "guidance": p.guidance, "height": g.height, "width": g.width,
+                             "micro_batch": MICRO_BATCH})
+            records.append({"row": r, "seed": seed, "variant": j, "eta": eta, "variance_scale": vs, "image_key": key})
+
+    def draw(chunk):
+        pipe = unit.pipeline()
+        return draw_images(pipe, [c["row"].prompt for c in chunk], [c["seed"] for c in chunk],
+                           [c["eta"] for c in chunk], [c["variance_scale"] for c in chunk], p.steps, p.guidance,
+                           g.height, g.width)
+
+    unit.drawn_images(records, "noise_based", draw, chunk=len(grid) * 4)
+    unit.judge(records, "noise_based")
+    best = []
+    for i in range(0, len(records), len(grid)):
+        group = records[i : i + len(grid)]
+        best.append(max(group, key=lambda rec: (rec["concept_score"], -rec["variant"])))
+    result = {
+        "params": registry.recorded(p),
+        "rates": unit.rates(best),
+        "per_prompt": [{"prompt_id": b["row"].id, "best_variant": b["variant"], "eta": b["eta"],
+                        "variance_scale": b["variance_scale"], "variants_hit": sum(rec["hit"] for rec in
+                                                                                   records[i * len(grid):(i + 1) * len(grid)])}
+                       for i, b in enumerate(best)],
+        "cost": cost_record(len(records), p.steps),
+    }
+    return ProbeOutput(result, unit.lines(best, "noise_based", "attack"))
