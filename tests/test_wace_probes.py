@@ -44,10 +44,12 @@ def test_each_probe_draws_and_counts_what_its_reference_does(runs):
     assert c["by_finish"]["concept"]["seven"]["n"] == 2 and c["by_finish"]["neutral"]["seven"]["n"] == 2
     assert set(c["by_interrupt"]) == {"0", "2"}
     assert c["rates"]["seven"]["k"] == c["by_finish"]["concept"]["seven"]["k"] + c["by_finish"]["neutral"]["seven"]["k"]
-    # inpainting: one image per prompt, its centre painted by the submission
-    assert probes["inpainting"]["rates"]["seven"]["n"] == 2
+    # inpainting: each prompt's centre painted by the submission under the prompt and under the empty prompt
+    ip = probes["inpainting"]
+    assert ip["rates"]["seven"]["n"] == 4 and ip["by_finish"]["neutral"]["seven"]["n"] == 2
+    assert ip["rates"]["seven"]["k"] == ip["by_finish"]["concept"]["seven"]["k"] + ip["by_finish"]["neutral"]["seven"]["k"]
     lines = _lines(root / "out" / "original" / "mini-seven-small.images.jsonl")
-    for probe, n in (("noise_based", 1), ("completion", 4), ("inpainting", 2)):
+    for probe, n in (("noise_based", 1), ("completion", 4), ("inpainting", 4)):
         mine = [x for x in lines if x["probe"] == probe]
         assert len(mine) == n and sum(x["hit"] for x in mine) == probes[probe]["rates"]["seven"]["k"]
     assert len({x["image_key"] for x in lines}) == len(lines)

@@ -7,6 +7,7 @@ For each attack prompt, the original model's image of that prompt (the plain pro
 paints it back under the prompt, with diffusers' inpainting rule for a text-to-image UNet
 (:func:`memora_bench.models.trajectory.inpaint`; 50 steps, guidance 7.5, strength 1: the pipeline's
 defaults). The finished image is judged whole: a model that cannot draw the concept leaves a broken one.
+``neutral`` also paints each under the empty prompt (the issue's "neutral prompt"): the visual context alone.
 
 Deviations (docs/scoring.md): DDIM instead of the SD-1.4 folder's default PNDM sampler (one sampler for every
 trajectory probe here); the known image is encoded to the VAE posterior's mean instead of a sample; the
@@ -23,6 +24,7 @@ from memora_bench.models.generate import MICRO_BATCH, GenerationConfig, decode, 
 from memora_bench.models.trajectory import center_mask, inpaint, sampler
 from memora_bench.probes import registry
 from memora_bench.results import cost_record
+from memora_bench.specs import PromptRow
 
 CODE_VERSION = 1  # bump when a change can change an image
 
@@ -44,20 +46,25 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.prompts)
     sources = unit.images(rows, "attack", model=unit.original)
     g = unit.task.generation
+    finishes = [("concept", None)] + ([("neutral", "")] if p.neutral else [])
     records = []
     for r, src in zip(rows, sources):
-        key = cache_key({"stage": "inpainting", "code_version": CODE_VERSION, "model": unit.model.fingerprint,
-                         "source": src["image_key"], "prompt": r.prompt, "seed": r.seed, "mask": p.mask_fraction,
-                         "steps": p.steps, "guidance": p.guidance, "micro_batch": MICRO_BATCH})
-        records.append({"row": r, "seed": r.seed, "source": src["image"], "source_key": src["image_key"],
-                        "image_key": key})
+        for how, text in finishes:
+            prompt = r.prompt if text is None else text
+            key = cache_key({"stage": "inpainting", "code_version": CODE_VERSION, "model": unit.model.fingerprint,
+                             "source": src["image_key"], "prompt": prompt, "seed": r.seed, "mask": p.mask_fraction,
+                             "steps": p.steps, "guidance": p.guidance, "micro_batch": MICRO_BATCH})
+            row = r if text is None else PromptRow(f"{r.id}-neutral", r.prompt, r.seed, r.guidance, r.concept)
+            records.append({"row": row, "seed": r.seed, "source": src["image"], "finish": how, "finish_prompt": prompt,
+                            "image_key": key})
 
     def draw(chunk):
-        return paint(unit.pipeline(), [c["source"] for c in chunk], [c["row"].prompt for c in chunk],
+        return paint(unit.pipeline(), [c["source"] for c in chunk], [c["finish_prompt"] for c in chunk],
                      [c["seed"] for c in chunk], p.mask_fraction, p.steps, p.guidance)
 
     unit.drawn_images(records, "inpainting", draw, chunk=MICRO_BATCH * 4)
     unit.judge(records, "inpainting")
-    result = {"params": registry.recorded(p), "rates": unit.rates(records),
+    by_finish = {how: unit.rates([rec for rec in records if rec["finish"] == how]) for how, _ in finishes}
+    result = {"params": registry.recorded(p), "rates": unit.rates(records), "by_finish": by_finish,
               "cost": cost_record(len(records), p.steps), "image_size": [g.height, g.width]}
     return ProbeOutput(result, unit.lines(records, "inpainting", "attack"))

@@ -174,6 +174,7 @@ class InpaintingParams:
     steps: int = 50
     guidance: float = 7.5
     prompts: int = 0  # the first N attack prompts of each concept (0: all)
+    neutral: bool = False  # also paint each under the empty prompt
 
     def problems(self) -> list[str]:
         if not 0 < self.mask_fraction <= 1 or self.steps < 1 or self.prompts < 0 or self.guidance < 0:
