@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 # The tests run in TEST_WORKERS processes (pytest-xdist), a test file per process: most of a test's time is one
 # evaluation subprocess drawing on one thread, so two processes fill a 2-core machine (10m30s -> 7m18s here).
 # TEST_MARKS selects the tests (default: all but the slow, GPU and benchmark ones); `make test TEST_MARKS='not gpu
-# and not benchmark'` runs the slow ones in the same session (as .ci/run does).
+# and not benchmark'` runs the slow ones in the same session (not yet timed as a whole CI: .ci/run keeps two steps).
 TEST_WORKERS ?= 2
 TEST_MARKS ?= not slow and not gpu and not benchmark
 test: $(VENV)/.installed chromium
