@@ -144,34 +144,26 @@ class ProbeContext:
         scheduler = scheduler or g.scheduler
         records = [{"row": r, "seed": r.seed + j, "image_key": self.image_key(r, r.seed + j, model, steps, scheduler)}
                    for r in rows for j in range(per_prompt)]
-        missing = []
-        for rec in records:
-            img = None if self.overwrite == "always" else self.cache.get_image(rec["image_key"])
-            if img is None:
-                missing.append(rec)
-            else:
-                rec["image"] = img
-        self.count("images_cached", len(records) - len(missing))
         by_guidance: dict[float, list[dict]] = {}
-        for rec in missing:
+        for rec in records:
             by_guidance.setdefault(rec["row"].guidance, []).append(rec)
         for guidance, recs in sorted(by_guidance.items()):
             config = GenerationConfig(scheduler, steps, guidance, g.height, g.width)
-            pipe = model.pipeline(self.timer)
 
-            def draw(chunk, pipe=pipe, config=config):
-                return generate(pipe, [r["row"].prompt for r in chunk], [r["seed"] for r in chunk], config,
-                                progress=self.progress)
+            def draw(chunk, config=config):
+                return generate(model.pipeline(self.timer), [r["row"].prompt for r in chunk],
+                                [r["seed"] for r in chunk], config, progress=self.progress)
 
-            for i in range(0, len(recs), 64):  # write to the cache every chunk: a kill loses at most one chunk
-                self._draw_chunk(recs[i : i + 64], stage, draw)
+            # cached every chunk of 64: a kill loses at most one chunk; the model is loaded only for a miss
+            self.drawn_images(recs, stage, draw, prepare=lambda: model.pipeline(self.timer))
         return records
 
     def drawn_images(self, records: list[dict], stage: str, draw: Callable[[list[dict]], np.ndarray],
-                     chunk: int = 64) -> list[dict]:
+                     chunk: int = 64, prepare: Callable[[], Any] | None = None) -> list[dict]:
         """Images a probe draws its own way (a modified trajectory, a completion): each record carries its
         ``image_key``; cached images are read, the others drawn by ``draw(records)`` (uint8 images in record
-        order), ``chunk`` at a time, and cached."""
+        order), ``chunk`` at a time, and cached. ``prepare()`` runs once before the first miss is drawn, outside
+        the drawing's stage timer (loading the models ``draw`` uses, timed as their own stage)."""
         missing = []
         for rec in records:
             img = None if self.overwrite == "always" else self.cache.get_image(rec["image_key"])
@@ -180,6 +172,8 @@ class ProbeContext:
             else:
                 rec["image"] = img
         self.count("images_cached", len(records) - len(missing))
+        if missing and prepare is not None:
+            prepare()
         for i in range(0, len(missing), chunk):
             self._draw_chunk(missing[i : i + chunk], stage, draw)
         return records

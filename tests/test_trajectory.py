@@ -15,7 +15,7 @@ from memora_bench.models.trajectory import (
     inpaint,
     initial_noise,
 )
-from memora_bench.world import configs
+from tests.test_inversion import _conds, pipe  # noqa: F401  (pipe is a fixture)
 
 
 class StateStub(torch.nn.Module):
@@ -24,18 +24,6 @@ class StateStub(torch.nn.Module):
     def forward(self, x, t, encoder_hidden_states):
         ctx = encoder_hidden_states.mean(dim=(1, 2)).view(-1, 1, 1, 1)
         return SimpleNamespace(sample=0.1 * x + 0.01 * float(t) / 1000 + 0.05 * ctx)
-
-
-@pytest.fixture()
-def pipe():
-    from diffusers import DDIMScheduler
-
-    return SimpleNamespace(scheduler=DDIMScheduler(**configs.SCHEDULER))
-
-
-def _conds(n):
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(n, 77, 64, generator=g), torch.randn(1, 77, 64, generator=g)
 
 
 def _latents(n, seed=4):

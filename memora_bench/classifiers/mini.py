@@ -72,6 +72,11 @@ class MiniClassifier:
         out = [torch.softmax(self.model(x[i : i + batch_size]), dim=1) for i in range(0, len(x), batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), np.float32)
 
+    def log_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable log-probabilities (N, labels) of float RGB images (N, 3, 32, 32) in [0, 1] (the
+        classifier-guidance probe's gradient)."""
+        return torch.log_softmax(self.model(images.mean(dim=1, keepdim=True)), dim=1)
+
     @torch.inference_mode()
     def features(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         x = to_grey_tensor(images)

@@ -18,6 +18,8 @@ CLASSIFIERS = {
     "art-style": "memora_bench.classifiers.hf_image:load_art_style",
 }
 
+DIFFERENTIABLE = frozenset({"mini-digit", "mini-style"})  # have ``log_probs(images)`` (classifier guidance)
+
 
 def load_classifier(name: str, **kwargs):
     """Instantiate a registered classifier by its short name."""

@@ -99,8 +99,8 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
     """Train a LoRA for ``max(budgets)`` optimizer steps; call ``on_budget(step, lora_state, loss)`` at each budget.
 
     ``latent_mean``/``latent_std`` are the VAE posterior of the training images (already multiplied by the
-    scaling factor); ``context`` is the concept prompt's text embedding (1, 77, D). Budget 0 is the
-    untouched model and is not reported here.
+    scaling factor); ``context`` is the concept prompt's text embedding (1, 77, D), or one caption's per
+    training image (N, 77, D). Budget 0 is the untouched model and is not reported here.
     """
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
@@ -117,6 +117,8 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trainable, lr=params.lr, betas=(0.9, 0.999), weight_decay=params.weight_decay, eps=1e-8)
     n = len(latent_mean)
+    if len(context) not in (1, n):
+        raise ValueError(f"context must have 1 row or one per training image ({n}), got {len(context)}")
     order: list[int] = []
     unet.train()
     losses: list[float] = []
@@ -124,14 +126,15 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
         for step in range(1, total + 1):
             for g in opt.param_groups:
                 g["lr"] = params.lr * (_cosine(step - 1, total, params.warmup) if params.schedule == "cosine" else 1.0)
-            z, noise, t = _micro_batches(latent_mean, latent_std, order, n, params.accumulation,
-                                         noise_sched.config.num_train_timesteps, gen)
+            z, noise, t, picked = _micro_batches(latent_mean, latent_std, order, n, params.accumulation,
+                                                 noise_sched.config.num_train_timesteps, gen)
             z, noise, t = z.to(dev), noise.to(dev), t.to(dev)
             # the accumulated micro-batches of one image each, in one forward pass: the UNet treats every
             # image on its own (GroupNorm, no batch statistics), so the gradient of the mean of the per-image
             # losses is the accumulated gradient of (loss_i / accumulation)
             pred = unet(noise_sched.add_noise(z, noise, t), t,
-                        encoder_hidden_states=context.expand(len(z), -1, -1)).sample
+                        encoder_hidden_states=context.expand(len(z), -1, -1) if len(context) == 1
+                        else context[picked]).sample
             per_image = (pred.float() - noise.float()).pow(2).flatten(1).mean(1)
             per_image.mean().backward()
             losses.extend(per_image.tolist())
@@ -148,17 +151,19 @@ def train(unet, scheduler_config: dict, latent_mean: torch.Tensor, latent_std: t
 
 def _micro_batches(latent_mean, latent_std, order: list[int], n: int, count: int, timesteps: int, gen):
     """The ``count`` micro-batches of one optimizer step, drawn in the reference's order (per image: the next
-    image of a seeded shuffle, its posterior sample, the noise, the timestep); ``order`` is consumed."""
-    zs, noises, ts = [], [], []
+    image of a seeded shuffle, its posterior sample, the noise, the timestep); ``order`` is consumed. Also
+    returns the images' indices."""
+    zs, noises, ts, picked = [], [], [], []
     for _ in range(count):
         if not order:
             order.extend(torch.randperm(n, generator=gen).tolist())
         i = order.pop()
+        picked.append(i)
         eps_z = torch.randn(latent_mean[i : i + 1].shape, generator=gen).to(latent_mean.device)
         zs.append(latent_mean[i : i + 1] + latent_std[i : i + 1] * eps_z)
         noises.append(torch.randn(zs[-1].shape, generator=gen))
         ts.append(torch.randint(0, timesteps, (1,), generator=gen))
-    return torch.cat(zs), torch.cat(noises), torch.cat(ts)
+    return torch.cat(zs), torch.cat(noises), torch.cat(ts), picked
 
 
 def _cosine(step: int, total: int, warmup: int) -> float:

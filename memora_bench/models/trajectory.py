@@ -27,9 +27,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memora_bench.models.inversion import _alpha, guided_eps, sampler
+from memora_bench.models.generate import MICRO_BATCH, map_micro_batches
+from memora_bench.models.inversion import _alpha, _pad_rows, guided_eps, sampler
 
-__all__ = ["center_mask", "derived_seed", "ddim_steps", "image_generators", "initial_noise", "inpaint", "latent_shape",
+__all__ = ["center_mask", "classifier_guide", "derived_seed", "ddim_steps", "image_generators", "initial_noise", "inpaint", "latent_shape",
            "sampler"]
 
 
@@ -66,12 +67,13 @@ def _per_row(values, n: int) -> torch.Tensor:
 @torch.inference_mode()
 def ddim_steps(unet, sched, latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, guidance: float,
                start: int = 0, stop: int | None = None, eta=0.0, variance_scale=1.0,
-               gens: list[torch.Generator] | None = None) -> torch.Tensor:
+               gens: list[torch.Generator] | None = None, guide=None) -> torch.Tensor:
     """DDIM sampling steps ``start`` to ``stop`` (exclusive; default: to the end) of ``sched``'s timesteps.
 
     ``eta`` and ``variance_scale`` are one value or one per image; with ``eta`` 0 the steps are deterministic
     (and equal :func:`memora_bench.models.inversion.denoise_from`), otherwise ``gens`` (one generator per image)
-    supply the noise of every step, in step order."""
+    supply the noise of every step, in step order. ``guide(x, eps, t, a_t)``, if given, returns the noise
+    estimate to step with (classifier guidance)."""
     if sched.config.prediction_type != "epsilon":
         raise ValueError(f"only epsilon-prediction models are supported, got {sched.config.prediction_type!r}")
     n = len(latents)
@@ -86,6 +88,8 @@ def ddim_steps(unet, sched, latents: torch.Tensor, cond: torch.Tensor, uncond: t
     for t in timesteps[start:stop]:
         eps = guided_eps(unet, x, t, cond, uncond, guidance)
         a_t, a_prev = _alpha(sched, t), _alpha(sched, t - ratio)
+        if guide is not None:
+            eps = guide(x, eps, t, a_t)
         x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
         if sched.config.clip_sample:
             x0 = x0.clamp(-sched.config.clip_sample_range, sched.config.clip_sample_range)
@@ -119,3 +123,32 @@ def inpaint(unet, sched, known: torch.Tensor, mask: torch.Tensor, noise: torch.T
         back = known if j == len(timesteps) - 1 else sched.add_noise(known, noise, torch.tensor([timesteps[j + 1]]))
         x = (1 - mask) * back + mask * x
     return x
+
+
+def classifier_guide(pipe, log_prob, scales, micro_batch: int = MICRO_BATCH):
+    """WACE's classifier guidance as a ``guide`` for :func:`ddim_steps`: ``eps - sqrt(1 - a_t) * scale * g``
+    with ``g`` the gradient, with respect to the latent, of the log-probability of the concept
+    (``log_prob(images)``: float RGB (N, 3, H, W) in [0, 1] to (N,)) of the image decoded from the step's clean
+    estimate (the noise estimate held fixed). The reference takes ``g`` from a classifier of noisy latents
+    trained for each concept; the miniature world's classifiers judge images, so the clean estimate is decoded
+    first. Computed on fixed padded micro-batches, as every network call here."""
+    sf = pipe.vae.config.scaling_factor
+
+    def guide(x, eps, t, a_t):
+        n = len(x)
+        scale = _per_row(scales, n).to(x)
+
+        def one(i):
+            xi = _pad_rows(x[i : i + micro_batch], micro_batch)
+            ei = _pad_rows(eps[i : i + micro_batch], micro_batch)
+            with torch.inference_mode(False), torch.enable_grad():
+                xg = xi.clone().requires_grad_(True)
+                x0 = (xg - (1 - a_t).sqrt() * ei.clone()) / a_t.sqrt()
+                images = (pipe.vae.decode(x0 / sf).sample / 2 + 0.5).clamp(0, 1)
+                (grad,) = torch.autograd.grad(log_prob(images).sum(), xg)
+            return grad[: len(x[i : i + micro_batch])]
+
+        g = torch.cat(map_micro_batches(x.device, one, range(0, n, micro_batch)))
+        return eps - (1 - a_t).sqrt() * scale * g
+
+    return guide

@@ -68,15 +68,15 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
         out = []
         for i in sorted({c["interrupt"] for c in chunk}):
             part = [c for c in chunk if c["interrupt"] == i]
-            with unit.timer("completion_start"):
-                x = start_latents(unit.original.pipeline(unit.timer), [c["row"].prompt for c in part],
-                                  [c["seed"] for c in part], i + 1, p.steps, p.guidance, g.height, g.width)
+            x = start_latents(unit.original.pipeline(unit.timer), [c["row"].prompt for c in part],
+                              [c["seed"] for c in part], i + 1, p.steps, p.guidance, g.height, g.width)
             images = finish(unit.pipeline(), x, [c["finish_prompt"] for c in part], i + 1, p.steps, p.guidance)
             out += list(zip([id(c) for c in part], images))
         by_id = dict(out)
         return [by_id[id(c)] for c in chunk]
 
-    unit.drawn_images(records, "completion", draw, chunk=MICRO_BATCH * 4)
+    unit.drawn_images(records, "completion", draw, chunk=MICRO_BATCH * 4,
+                      prepare=lambda: (unit.original.pipeline(unit.timer), unit.pipeline()))
     unit.judge(records, "completion")
     rates = unit.rates(records)
     per_finish = {how: unit.rates([rec for rec in records if rec["finish"] == how]) for how, _ in finishes}

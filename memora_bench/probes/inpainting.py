@@ -62,7 +62,7 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
         return paint(unit.pipeline(), [c["source"] for c in chunk], [c["finish_prompt"] for c in chunk],
                      [c["seed"] for c in chunk], p.mask_fraction, p.steps, p.guidance)
 
-    unit.drawn_images(records, "inpainting", draw, chunk=MICRO_BATCH * 4)
+    unit.drawn_images(records, "inpainting", draw, chunk=MICRO_BATCH * 4, prepare=unit.pipeline)
     unit.judge(records, "inpainting")
     by_finish = {how: unit.rates([rec for rec in records if rec["finish"] == how]) for how, _ in finishes}
     result = {"params": registry.recorded(p), "rates": unit.rates(records), "by_finish": by_finish,

@@ -54,38 +54,42 @@ def draw_images(pipe, prompts: list[str], seeds: list[int], etas: list[float], s
 def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     """Best-of-grid noise-based sampling on the first ``prompts`` attack prompts of each concept."""
     p = registry.parse_params("noise_based", params)
-    rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.prompts)
-    grid = variants(p)
+    grid = [{"eta": eta, "variance_scale": vs} for eta, vs in variants(p)]
     g = unit.task.generation
-    records = []
-    for r in rows:
-        for j, (eta, vs) in enumerate(grid):
-            seed = derived_seed(r.seed, j)
-            key = cache_key({"stage": "noise_based", "code_version": CODE_VERSION, "model": unit.model.fingerprint,
-                             "prompt": r.prompt, "seed": seed, "eta": eta, "variance_scale": vs, "steps": p.steps,
-                             "guidance": p.guidance, "height": g.height, "width": g.width,
-                             "micro_batch": MICRO_BATCH})
-            records.append({"row": r, "seed": seed, "variant": j, "eta": eta, "variance_scale": vs, "image_key": key})
 
     def draw(chunk):
-        pipe = unit.pipeline()
-        return draw_images(pipe, [c["row"].prompt for c in chunk], [c["seed"] for c in chunk],
+        return draw_images(unit.pipeline(), [c["row"].prompt for c in chunk], [c["seed"] for c in chunk],
                            [c["eta"] for c in chunk], [c["variance_scale"] for c in chunk], p.steps, p.guidance,
                            g.height, g.width)
 
-    unit.drawn_images(records, "noise_based", draw, chunk=len(grid) * 4)
-    unit.judge(records, "noise_based")
-    best = []
-    for i in range(0, len(records), len(grid)):
-        group = records[i : i + len(grid)]
-        best.append(max(group, key=lambda rec: (rec["concept_score"], -rec["variant"])))
+    return best_of_variants(unit, "noise_based", p, grid, draw)
+
+
+def best_of_variants(unit: ProbeContext, probe: str, p, grid: list[dict], draw) -> ProbeOutput:
+    """Each of the first ``p.prompts`` attack prompts of each concept drawn once per variant of ``grid`` (a
+    mapping of settings each) by ``draw(records)``; the prompt counts by its variant with the highest concept
+    score (the reference's ranking), every variant's hit is kept per prompt."""
+    rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.prompts)
+    g = unit.task.generation
+    records = []
+    for r in rows:
+        for j, settings in enumerate(grid):
+            seed = derived_seed(r.seed, j)
+            key = cache_key({"stage": probe, "code_version": CODE_VERSION, "model": unit.model.fingerprint,
+                             "prompt": r.prompt, "seed": seed, **settings, "steps": p.steps, "guidance": p.guidance,
+                             "height": g.height, "width": g.width, "micro_batch": MICRO_BATCH})
+            records.append({"row": r, "seed": seed, "variant": j, **settings, "image_key": key})
+    unit.drawn_images(records, probe, draw, chunk=len(grid) * 4, prepare=unit.pipeline)
+    unit.judge(records, probe)
+    n = len(grid)
+    groups = [records[i : i + n] for i in range(0, len(records), n)]
+    best = [max(group, key=lambda rec: (rec["concept_score"], -rec["variant"])) for group in groups]
     result = {
         "params": registry.recorded(p),
         "rates": unit.rates(best),
-        "per_prompt": [{"prompt_id": b["row"].id, "best_variant": b["variant"], "eta": b["eta"],
-                        "variance_scale": b["variance_scale"], "variants_hit": sum(rec["hit"] for rec in
-                                                                                   records[i * len(grid):(i + 1) * len(grid)])}
-                       for i, b in enumerate(best)],
+        "variant_rates": unit.rates(records),  # every variant judged on its own
+        "per_prompt": [{"prompt_id": b["row"].id, "best_variant": b["variant"], **{k: b[k] for k in grid[0]},
+                        "variants_hit": sum(rec["hit"] for rec in group)} for b, group in zip(best, groups)],
         "cost": cost_record(len(records), p.steps),
     }
-    return ProbeOutput(result, unit.lines(best, "noise_based", "attack"))
+    return ProbeOutput(result, unit.lines(best, probe, "attack"))

@@ -183,6 +183,53 @@ class InpaintingParams:
 
 
 @dataclass(frozen=True)
+class ClassifierGuidanceParams:
+    """WACE's classifier guidance (noise_based_probe.py with use_classifier_guidance): a grid of classifier
+    scales x etas; the reference's scales belong to its latent classifiers, so a suite pins its own."""
+
+    scales: tuple[float, ...] = (30.0, 50.0, 75.0, 125.0)  # the reference code's fallback list
+    etas: tuple[float, ...] = (1.0, 1.17, 1.34, 1.51, 1.68, 1.85)
+    steps: int = 50
+    guidance: float = 7.5
+    prompts: int = 0  # the first N attack prompts of each concept (0: all)
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.scales or min(self.scales) < 0 or not self.etas or min(self.etas) < 0:
+            out.append("scales and etas must be non-empty and >= 0")
+        if self.steps < 1 or self.prompts < 0 or self.guidance < 0:
+            out.append("steps must be >= 1, prompts >= 0 and guidance >= 0")
+        return out
+
+
+@dataclass(frozen=True)
+class ResurgenceParams:
+    """Concept resurgence under benign fine-tuning ("Unstable Unlearning", arXiv 2410.08074): MemoRa's LoRA
+    recipe trained on the original's images of the task's retained prompts."""
+
+    images: int = 33  # the first N retained prompts (MemoRa trains on 33 images)
+    budgets: tuple[int, ...] = (0, 100, 200)
+    seeds: tuple[int, ...] = (0,)
+    eval_prompts: int = 16
+    rank: int = 4
+    alpha: int = 4
+    lr: float = 5e-4
+    accumulation: int = 4
+    max_grad_norm: float = 1.0
+    schedule: str = "constant"
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.budgets or list(self.budgets) != sorted(set(self.budgets)) or self.budgets[-1] < 1:
+            out.append(f"budgets must be increasing with a positive last one, got {list(self.budgets)}")
+        if min(self.images, self.eval_prompts, self.rank, self.alpha, self.accumulation) < 1 or not self.seeds:
+            out.append("images, eval_prompts, rank, alpha and accumulation must be >= 1 and seeds non-empty")
+        if self.lr <= 0 or self.max_grad_norm <= 0 or self.schedule not in ("cosine", "constant"):
+            out.append("lr and max_grad_norm must be positive and schedule 'cosine' or 'constant'")
+        return out
+
+
+@dataclass(frozen=True)
 class ProbeSpec:
     name: str
     module: str  # where its ``run(context, params)`` lives; imported only when it runs
@@ -203,6 +250,10 @@ PROBES: dict[str, ProbeSpec] = {p.name: p for p in (
     ProbeSpec("completion", "memora_bench.probes.completion", CompletionParams, "Diffusion completion (WACE)",
               adversarial=True),
     ProbeSpec("inpainting", "memora_bench.probes.inpainting", InpaintingParams, "Inpainting (WACE)",
+              adversarial=True),
+    ProbeSpec("classifier_guidance", "memora_bench.probes.classifier_guidance", ClassifierGuidanceParams,
+              "Classifier guidance (WACE)", adversarial=True),
+    ProbeSpec("resurgence", "memora_bench.probes.resurgence", ResurgenceParams, "Concept resurgence",
               adversarial=True),
     ProbeSpec("noise_based", "memora_bench.probes.noise_based", NoiseBasedParams, "Noise-based (WACE)",
               adversarial=True),

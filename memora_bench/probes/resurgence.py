@@ -1,0 +1,108 @@
+"""Concept resurgence under benign fine-tuning ("Unstable Unlearning", Suriyakumar et al., arXiv 2410.08074):
+no attacker, only fine-tuning of the unlearned model on *other* concepts, after which the erased concept's
+prompts as written are drawn again.
+
+The fine-tuning data are the original model's images of the task's retained prompts (the first ``images`` rows
+of ``retain_prompts``, each with its own caption; those prompts name only retained concepts, never an erased
+one), and the recipe is MemoRa's LoRA (:mod:`memora_bench.models.lora`: the suite's rank, alpha, rate and
+schedule), one run per seed, checkpointed at every budget. At each budget the fine-tuned model draws the first
+``eval_prompts`` attack prompts of each erased concept, judged like the plain probe. The probe's rate, which
+the verdict compares with the oracle's under the same probe, is the largest budget's (the fine-tuned model a
+user would ship); the curve over budgets is kept beside it.
+
+Deviations (docs/scoring.md): the paper fine-tunes the whole UNet on real images of unrelated data sets; here a
+LoRA on the original model's images of the task's retained concepts, the data the miniature world has, at
+MemoRa's strength so that the two relearning probes differ only in what they train on.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from memora_bench.cache import cache_key
+from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
+from memora_bench.models import BUILD_LOCK, lora
+from memora_bench.models.generate import encode_images, encode_prompts
+from memora_bench.models.handle import Model
+from memora_bench.models.lora import LoraParams
+from memora_bench.probes import registry
+from memora_bench.results import cost_record
+
+CODE_VERSION = 1
+
+
+def _lora_params(p) -> LoraParams:
+    return LoraParams(rank=p.rank, alpha=p.alpha, lr=p.lr, accumulation=p.accumulation,
+                      max_grad_norm=p.max_grad_norm, schedule=p.schedule)
+
+
+def _checkpoints(unit: ProbeContext, sources: list[dict], seed: int, p) -> dict[int, dict]:
+    """LoRA states of the submission fine-tuned on ``sources`` at every positive budget (one run, cached)."""
+    positive = [b for b in p.budgets if b > 0]
+    key_of = {b: cache_key({"stage": "resurgence_lora", "code_version": CODE_VERSION,
+                            "model": unit.model.fingerprint, "images": [s["image_key"] for s in sources],
+                            "captions": [s["row"].prompt for s in sources], "seed": seed, "budget": b,
+                            "total": max(positive), "lora": _lora_params(p).key()}) for b in positive}
+    states = {b: unit.cache.get_tensors(k) for b, k in key_of.items()}
+    if any(s is None for s in states.values()):
+        with unit.cache.lock(key_of[max(positive)]):
+            states = {b: unit.cache.get_tensors(k) for b, k in key_of.items()}
+            if any(s is None for s in states.values()):
+                pipe = unit.pipeline()
+                mean, std = encode_images(pipe, [s["image"] for s in sources])
+                context = encode_prompts(pipe, [s["row"].prompt for s in sources]).clone()
+                with BUILD_LOCK:
+                    unet = copy.deepcopy(pipe.unet)
+
+                def save(step, state, loss):
+                    unit.cache.put_tensors(key_of[step], state)
+                    states[step] = state
+
+                with unit.timer("resurgence_lora"):
+                    lora.train(unet, dict(pipe.scheduler.config), mean, std, context, _lora_params(p), positive, seed,
+                               save, progress=unit.progress)
+    return {b: {"state": states[b], "key": key_of[b]} for b in positive}
+
+
+def _fine_tuned(unit: ProbeContext, ckpt: dict, p) -> Model:
+    def load():
+        base = unit.pipeline()
+        pipe = copy.copy(base)
+        with BUILD_LOCK:
+            pipe.unet = copy.deepcopy(base.unet)
+        lora.load_adapter(pipe.unet, ckpt["state"], _lora_params(p))
+        pipe.unet.eval()
+        return pipe
+
+    return Model({**unit.model.fingerprint, "resurgence_lora": ckpt["key"]}, load, unit.model.device)
+
+
+def run(unit: ProbeContext, params: dict) -> ProbeOutput:
+    """Fine-tune the submission on retained concepts, then draw the erased concepts' prompts at every budget."""
+    p = registry.parse_params("resurgence", params)
+    erased = {c.label for c in unit.task.concepts}
+    retain = [r for r in sorted(unit.prompts("retain_prompts"), key=lambda r: r.id) if r.concept not in erased]
+    sources = unit.images(retain[: p.images], "resurgence_source", model=unit.original)
+    rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.eval_prompts)
+    curve, lines, final = [], [], None
+    per_seed = [(seed, _checkpoints(unit, sources, seed, p)) for seed in p.seeds]
+    for b in p.budgets:
+        recs = []
+        for seed, ckpts in per_seed:
+            model = unit.model if b == 0 else _fine_tuned(unit, ckpts[b], p)
+            got = unit.judge(unit.images(rows, "resurgence", model=model), "resurgence")
+            recs += got
+            lines += [dict(line, attack_seed=seed, budget=b) for line in unit.lines(got, "resurgence", "attack")]
+        curve.append({"budget": b, "rates": unit.rates(recs)})
+        final = recs
+    result = {
+        "params": registry.recorded(p),
+        "rates": unit.rates(final),  # the largest budget's
+        "curve": curve,
+        "training_captions": sorted({s["row"].prompt for s in sources}),
+        "training_concepts": sorted({s["row"].concept for s in sources}),
+        "cost": cost_record(len(rows) * len(p.budgets) * len(p.seeds) + len(sources), unit.task.generation.steps,
+                            training_evaluations=max(p.budgets) * p.accumulation * len(p.seeds),
+                            lora_steps=max(p.budgets) * len(p.seeds)),
+    }
+    return ProbeOutput(result, lines)
