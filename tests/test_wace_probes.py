@@ -56,6 +56,7 @@ def test_each_probe_draws_and_counts_what_its_reference_does(runs):
     # resurgence: trained on retained prompts only; budget 0 is the submission itself (the plain probe's image)
     rs = probes["resurgence"]
     assert [c["budget"] for c in rs["curve"]] == [0, 2] and "seven" not in rs["training_concepts"]
+    assert len(rs["training_concepts"]) == 4  # 4 images, one from each of the first retained concepts
     assert rs["rates"] == rs["curve"][-1]["rates"] and rs["cost"]["lora_steps"] == 2
     lines = _lines(root / "out" / "original" / "mini-seven-small.images.jsonl")
     (zero,) = [x for x in lines if x["probe"] == "resurgence" and x["budget"] == 0]

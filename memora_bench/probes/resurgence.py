@@ -2,10 +2,11 @@
 no attacker, only fine-tuning of the unlearned model on *other* concepts, after which the erased concept's
 prompts as written are drawn again.
 
-The fine-tuning data are the original model's images of the task's retained prompts (the first ``images`` rows
-of ``retain_prompts``, each with its own caption; those prompts name only retained concepts, never an erased
-one), and the recipe is MemoRa's LoRA (:mod:`memora_bench.models.lora`: the suite's rank, alpha, rate and
-schedule), one run per seed, checkpointed at every budget. At each budget the fine-tuned model draws the first
+The fine-tuning data are the original model's images of the task's retained prompts (``images`` rows of
+``retain_prompts``, taken in turn from each retained concept by id, each with its own caption; those prompts
+name only retained concepts, never an erased one), and the recipe is MemoRa's LoRA
+(:mod:`memora_bench.models.lora`: the suite's rank, alpha, rate and schedule), one run per seed, checkpointed
+at every budget. At each budget the fine-tuned model draws the first
 ``eval_prompts`` attack prompts of each erased concept, judged like the plain probe. The probe's rate, which
 the verdict compares with the oracle's under the same probe, is the largest budget's (the fine-tuned model a
 user would ship); the curve over budgets is kept beside it.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import copy
 
 from memora_bench.cache import cache_key
-from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
+from memora_bench.context import ProbeContext, ProbeOutput, first_rows, first_rows_per_concept
 from memora_bench.models import BUILD_LOCK, lora
 from memora_bench.models.generate import encode_images, encode_prompts
 from memora_bench.models.handle import Model
@@ -81,8 +82,10 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     """Fine-tune the submission on retained concepts, then draw the erased concepts' prompts at every budget."""
     p = registry.parse_params("resurgence", params)
     erased = {c.label for c in unit.task.concepts}
-    retain = [r for r in sorted(unit.prompts("retain_prompts"), key=lambda r: r.id) if r.concept not in erased]
-    sources = unit.images(retain[: p.images], "resurgence_source", model=unit.original)
+    retain = [r for r in unit.prompts("retain_prompts") if r.concept not in erased]
+    by_concept = [first_rows(retain, label, 0) for label in sorted({r.concept for r in retain})]
+    spread = [rows[i] for i in range(max(map(len, by_concept), default=0)) for rows in by_concept if i < len(rows)]
+    sources = unit.images(spread[: p.images], "resurgence_source", model=unit.original)
     rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.eval_prompts)
     curve, lines, final = [], [], None
     per_seed = [(seed, _checkpoints(unit, sources, seed, p)) for seed in p.seeds]
