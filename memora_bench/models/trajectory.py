@@ -27,11 +27,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memora_bench.models.generate import MICRO_BATCH, map_micro_batches
+from memora_bench.models.generate import MICRO_BATCH, encode_prompts, map_micro_batches
 from memora_bench.models.inversion import _alpha, _pad_rows, guided_eps, sampler
 
-__all__ = ["center_mask", "classifier_guide", "derived_seed", "ddim_steps", "image_generators", "initial_noise", "inpaint", "latent_shape",
+__all__ = ["unconditional", "center_mask", "classifier_guide", "derived_seed", "ddim_steps", "image_generators", "initial_noise", "inpaint", "latent_shape",
            "sampler"]
+
+
+def unconditional(pipe) -> torch.Tensor:
+    """The empty prompt's text embedding (1, 77, D), computed on a full micro-batch as every network call here."""
+    return encode_prompts(pipe, [""] * MICRO_BATCH)[:1]
 
 
 def derived_seed(*parts: int) -> int:

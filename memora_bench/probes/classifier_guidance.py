@@ -18,17 +18,9 @@ from __future__ import annotations
 
 from memora_bench.classifiers.registry import DIFFERENTIABLE
 from memora_bench.context import ProbeContext, ProbeOutput
-from memora_bench.models.generate import MICRO_BATCH, decode, encode_prompts
-from memora_bench.models.trajectory import (
-    classifier_guide,
-    ddim_steps,
-    image_generators,
-    initial_noise,
-    latent_shape,
-    sampler,
-)
+from memora_bench.models.trajectory import classifier_guide
 from memora_bench.probes import registry
-from memora_bench.probes.noise_based import best_of_variants
+from memora_bench.probes.noise_based import best_of_variants, draw_images
 
 
 def preflight(task, params: dict) -> str | None:
@@ -47,21 +39,15 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     g = unit.task.generation
 
     def draw(chunk):
+        labels = list(dict.fromkeys(c["row"].concept for c in chunk))
+        if len(labels) > 1:  # a chunk of whole prompts may span concepts, judged by different classifiers
+            return [im for lab in labels for im in draw([c for c in chunk if c["row"].concept == lab])]
+        clf, _ = unit.classifier_for(labels[0])
+        j = clf.labels.index(labels[0])
         pipe = unit.pipeline()
-        label = chunk[0]["row"].concept
-        if any(c["row"].concept != label for c in chunk):  # chunks are whole prompts; concepts never mix in one
-            return [im for lab in dict.fromkeys(c["row"].concept for c in chunk)
-                    for im in draw([c for c in chunk if c["row"].concept == lab])]
-        clf, _ = unit.classifier_for(label)
-        j = clf.labels.index(label)
-        sched = sampler(pipe, p.steps)
-        gens = image_generators([c["seed"] for c in chunk])
-        x = initial_noise(gens, latent_shape(pipe, g.height, g.width)).to(pipe.device, pipe.unet.dtype)
-        cond = encode_prompts(pipe, [c["row"].prompt for c in chunk])
-        uncond = encode_prompts(pipe, [""] * MICRO_BATCH)[:1]
         guide = classifier_guide(pipe, lambda images: clf.log_probs(images)[:, j], [c["scale"] for c in chunk])
-        out = ddim_steps(pipe.unet, sched, x * sched.init_noise_sigma, cond, uncond, p.guidance,
-                         eta=[c["eta"] for c in chunk], variance_scale=1.0, gens=gens, guide=guide)
-        return decode(pipe, out)
+        return draw_images(pipe, [c["row"].prompt for c in chunk], [c["seed"] for c in chunk],
+                           [c["eta"] for c in chunk], [1.0] * len(chunk), p.steps, p.guidance, g.height, g.width,
+                           guide=guide)
 
     return best_of_variants(unit, "classifier_guidance", p, grid, draw)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
 from memora_bench.models.generate import MICRO_BATCH, GenerationConfig, decode, encode_prompts, initial_latents
-from memora_bench.models.trajectory import ddim_steps, sampler
+from memora_bench.models.trajectory import ddim_steps, sampler, unconditional
 from memora_bench.probes import registry
 from memora_bench.results import cost_record
 from memora_bench.specs import PromptRow
@@ -31,16 +31,15 @@ def start_latents(pipe, prompts: list[str], seeds: list[int], stop: int, steps: 
     """The latent after the first ``stop`` DDIM steps of each (prompt, seed), on ``pipe``'s model."""
     sched = sampler(pipe, steps)
     x = initial_latents(pipe, seeds, GenerationConfig("ddim", steps, guidance, height, width)) * sched.init_noise_sigma
-    uncond = encode_prompts(pipe, [""] * MICRO_BATCH)[:1]
-    return ddim_steps(pipe.unet, sched, x, encode_prompts(pipe, prompts), uncond, guidance, start=0, stop=stop)
+    return ddim_steps(pipe.unet, sched, x, encode_prompts(pipe, prompts), unconditional(pipe), guidance, start=0,
+                      stop=stop)
 
 
 def finish(pipe, latents, prompts: list[str], start: int, steps: int, guidance: float):
     """uint8 images: the DDIM steps from ``start`` to the end on ``pipe``'s model, decoded."""
     sched = sampler(pipe, steps)
-    uncond = encode_prompts(pipe, [""] * MICRO_BATCH)[:1]
-    return decode(pipe, ddim_steps(pipe.unet, sched, latents, encode_prompts(pipe, prompts), uncond, guidance,
-                                   start=start))
+    return decode(pipe, ddim_steps(pipe.unet, sched, latents, encode_prompts(pipe, prompts), unconditional(pipe),
+                                   guidance, start=start))
 
 
 def run(unit: ProbeContext, params: dict) -> ProbeOutput:
@@ -65,15 +64,17 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
                                 "image_key": key})
 
     def draw(chunk):
-        out = []
+        out = {}
         for i in sorted({c["interrupt"] for c in chunk}):
             part = [c for c in chunk if c["interrupt"] == i]
-            x = start_latents(unit.original.pipeline(unit.timer), [c["row"].prompt for c in part],
-                              [c["seed"] for c in part], i + 1, p.steps, p.guidance, g.height, g.width)
+            starts = list(dict.fromkeys((c["row"].prompt, c["seed"]) for c in part))  # once per trajectory
+            x = start_latents(unit.original.pipeline(unit.timer), [t for t, _ in starts], [s for _, s in starts],
+                              i + 1, p.steps, p.guidance, g.height, g.width)
+            at = {st: k for k, st in enumerate(starts)}
+            x = x[[at[(c["row"].prompt, c["seed"])] for c in part]]
             images = finish(unit.pipeline(), x, [c["finish_prompt"] for c in part], i + 1, p.steps, p.guidance)
-            out += list(zip([id(c) for c in part], images))
-        by_id = dict(out)
-        return [by_id[id(c)] for c in chunk]
+            out.update(zip(map(id, part), images))
+        return [out[id(c)] for c in chunk]
 
     unit.drawn_images(records, "completion", draw, chunk=MICRO_BATCH * 4,
                       prepare=lambda: (unit.original.pipeline(unit.timer), unit.pipeline()))

@@ -21,7 +21,7 @@ import torch
 from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
 from memora_bench.models.generate import MICRO_BATCH, GenerationConfig, decode, encode_images, encode_prompts, initial_latents
-from memora_bench.models.trajectory import center_mask, inpaint, sampler
+from memora_bench.models.trajectory import center_mask, inpaint, sampler, unconditional
 from memora_bench.probes import registry
 from memora_bench.results import cost_record
 from memora_bench.specs import PromptRow
@@ -36,8 +36,8 @@ def paint(pipe, known_images, prompts: list[str], seeds: list[int], fraction: fl
     mask = torch.nn.functional.interpolate(center_mask(h, w, fraction), size=known.shape[-2:]).to(known)
     noise = initial_latents(pipe, seeds, GenerationConfig("ddim", steps, guidance, h, w))
     sched = sampler(pipe, steps)
-    uncond = encode_prompts(pipe, [""] * MICRO_BATCH)[:1]
-    return decode(pipe, inpaint(pipe.unet, sched, known, mask, noise, encode_prompts(pipe, prompts), uncond, guidance))
+    return decode(pipe, inpaint(pipe.unet, sched, known, mask, noise, encode_prompts(pipe, prompts),
+                                unconditional(pipe), guidance))
 
 
 def run(unit: ProbeContext, params: dict) -> ProbeOutput:

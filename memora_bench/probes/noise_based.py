@@ -26,6 +26,7 @@ from memora_bench.models.trajectory import (
     initial_noise,
     latent_shape,
     sampler,
+    unconditional,
 )
 from memora_bench.probes import registry
 from memora_bench.results import cost_record
@@ -39,15 +40,15 @@ def variants(p) -> list[tuple[float, float]]:
 
 
 def draw_images(pipe, prompts: list[str], seeds: list[int], etas: list[float], scales: list[float], steps: int,
-                guidance: float, height: int, width: int):
-    """uint8 images of noise-based DDIM, one per (prompt, seed, eta, variance scale)."""
+                guidance: float, height: int, width: int, guide=None):
+    """uint8 images of noise-based DDIM, one per (prompt, seed, eta, variance scale); ``guide`` moves each step's
+    noise estimate (classifier guidance)."""
     sched = sampler(pipe, steps)
     gens = image_generators(seeds)
     latents = initial_noise(gens, latent_shape(pipe, height, width)).to(pipe.device, pipe.unet.dtype)
     cond = encode_prompts(pipe, prompts)
-    uncond = encode_prompts(pipe, [""] * MICRO_BATCH)[:1]
-    out = ddim_steps(pipe.unet, sched, latents * sched.init_noise_sigma, cond, uncond, guidance,
-                     eta=etas, variance_scale=scales, gens=gens)
+    out = ddim_steps(pipe.unet, sched, latents * sched.init_noise_sigma, cond, unconditional(pipe), guidance,
+                     eta=etas, variance_scale=scales, gens=gens, guide=guide)
     return decode(pipe, out)
 
 

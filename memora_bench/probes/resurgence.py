@@ -24,9 +24,9 @@ from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput, first_rows, first_rows_per_concept
 from memora_bench.models import BUILD_LOCK, lora
 from memora_bench.models.generate import encode_images, encode_prompts
-from memora_bench.models.handle import Model
 from memora_bench.models.lora import LoraParams
 from memora_bench.probes import registry
+from memora_bench.probes.memora import recovered_model
 from memora_bench.results import cost_record
 
 CODE_VERSION = 1
@@ -65,19 +65,6 @@ def _checkpoints(unit: ProbeContext, sources: list[dict], seed: int, p) -> dict[
     return {b: {"state": states[b], "key": key_of[b]} for b in positive}
 
 
-def _fine_tuned(unit: ProbeContext, ckpt: dict, p) -> Model:
-    def load():
-        base = unit.pipeline()
-        pipe = copy.copy(base)
-        with BUILD_LOCK:
-            pipe.unet = copy.deepcopy(base.unet)
-        lora.load_adapter(pipe.unet, ckpt["state"], _lora_params(p))
-        pipe.unet.eval()
-        return pipe
-
-    return Model({**unit.model.fingerprint, "resurgence_lora": ckpt["key"]}, load, unit.model.device)
-
-
 def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     """Fine-tune the submission on retained concepts, then draw the erased concepts' prompts at every budget."""
     p = registry.parse_params("resurgence", params)
@@ -92,7 +79,7 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     for b in p.budgets:
         recs = []
         for seed, ckpts in per_seed:
-            model = unit.model if b == 0 else _fine_tuned(unit, ckpts[b], p)
+            model = unit.model if b == 0 else recovered_model(unit, unit.model, [ckpts[b]], p)
             got = unit.judge(unit.images(rows, "resurgence", model=model), "resurgence")
             recs += got
             lines += [dict(line, attack_seed=seed, budget=b) for line in unit.lines(got, "resurgence", "attack")]
