@@ -41,7 +41,7 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that the same entries make the sam
 # The generation stages of the task's shared work (the original model's images, the oracle's floor): a
 # submission evaluated with its task's pack installed never draws in them (`pack check`).
 SHARED_STAGES = ("generate_memora_concept", "generate_memora_ceiling", "generate_memora_oracle",
-                 "generate_concept_inversion_source", "generate_unlearndiffatk_target")
+                 "generate_concept_inversion_source", "generate_unlearndiffatk_target", "generate_resurgence_source")
 
 
 def computed_shared_work(result: dict) -> list[str]:

@@ -18,7 +18,10 @@ from typing import TextIO
 # shared work installed from its pack (session 18: the CI gate's demo and SalUn on mini-seven, the medians of the
 # mini-bold results in docs/performance.md); unknown stages count 30 s.
 TYPICAL_SECONDS = {"plain": 12.0, "memora": 115.0, "unlearndiffatk": 90.0, "ringabell": 5.0,
-                   "concept_inversion": 15.0, "utility": 35.0}
+                   "concept_inversion": 15.0, "utility": 35.0,
+                   # mini-v5's probes on mini-seven (session 21-22 dev runs, one process alone on the machine)
+                   "completion": 25.0, "inpainting": 10.0, "noise_based": 40.0, "classifier_guidance": 28.0,
+                   "resurgence": 40.0}
 DEFAULT_SECONDS = 30.0
 
 

@@ -49,9 +49,13 @@ def test_each_probe_draws_and_counts_what_its_reference_does(runs):
     ip = probes["inpainting"]
     assert ip["rates"]["seven"]["n"] == 4 and ip["by_finish"]["neutral"]["seven"]["n"] == 2
     assert ip["rates"]["seven"]["k"] == ip["by_finish"]["concept"]["seven"]["k"] + ip["by_finish"]["neutral"]["seven"]["k"]
-    # classifier guidance: 2 scales x 1 eta per prompt, best of the two
+    assert [(v["eta"], v["variance_scale"], v["n"]) for v in nb["grid"]] == [(1.0, 1.0, 1), (1.0, 1.04, 1), (1.85, 1.0, 1),
+                                                                            (1.85, 1.04, 1)]
+    assert sum(v["k"] for v in nb["grid"]) == prompt["variants_hit"] == nb["variant_rates"]["seven"]["k"]
+    # classifier guidance, scored per variant: 2 scales x 1 eta per prompt, every image counted
     cg = probes["classifier_guidance"]
-    assert cg["cost"]["images"] == 2 and cg["rates"]["seven"]["n"] == 1
+    assert cg["cost"]["images"] == 2 and cg["rates"]["seven"]["n"] == 2 and cg["params"]["score"] == "per_variant"
+    assert cg["rates"]["seven"]["k"] == sum(v["k"] for v in cg["grid"]) == cg["per_prompt"][0]["variants_hit"]
     assert [(v["scale"], v["eta"]) for v in cg["per_prompt"]] == [[(0.0, 1.0), (0.3, 1.0)][cg["per_prompt"][0]["best_variant"]]]
     # resurgence: trained on retained prompts only; budget 0 is the submission itself (the plain probe's image)
     rs = probes["resurgence"]
@@ -64,7 +68,7 @@ def test_each_probe_draws_and_counts_what_its_reference_does(runs):
     assert zero["image_key"] == plain["image_key"] and zero["hit"] == plain["hit"]
     assert len([x for x in lines if x["probe"] == "resurgence"]) == 2
     lines = [x for x in lines if x["probe"] != "resurgence"]
-    for probe, n in (("noise_based", 1), ("completion", 4), ("inpainting", 4), ("classifier_guidance", 1)):
+    for probe, n in (("noise_based", 1), ("completion", 4), ("inpainting", 4), ("classifier_guidance", 2)):
         mine = [x for x in lines if x["probe"] == probe]
         assert len(mine) == n and sum(x["hit"] for x in mine) == probes[probe]["rates"]["seven"]["k"]
     assert len({x["image_key"] for x in lines}) == len(lines)  # every probe's images its own
@@ -90,6 +94,7 @@ def test_a_warm_rerun_reads_every_image_and_writes_the_same_result(runs, tmp_pat
     ("noise_based", {"etas": []}, "etas must be non-empty"),
     ("noise_based", {"eta": [1.0]}, "did you mean 'etas'"),
     ("inpainting", {"mask_fraction": 1.5}, r"mask_fraction must be in \(0, 1\]"),
+    ("classifier_guidance", {"score": "mean"}, "score must be 'best' or 'per_variant'"),
 ])
 def test_bad_parameters_are_named(probe, params, message):
     with pytest.raises(ParamError, match=message):

@@ -127,36 +127,35 @@ def lora_checkpoints(unit: ProbeContext, attacked, concept, image_keys: list[str
     key_of = {b: cache_key({"stage": "memora_lora", "code_version": CODE_VERSION, "model": attacked.fingerprint,
                             "images": image_keys, "prompt": concept.prompt, "seed": seed, "budget": b,
                             "total": max(positive), "lora": _lora_params(p).key()}) for b in positive}
+    return cached_lora_run(unit, lambda: attacked.pipeline(unit.timer), key_of, images, [concept.prompt],
+                           _lora_params(p), seed, "memora_lora")
+
+
+def cached_lora_run(unit: ProbeContext, pipeline, key_of: dict[int, str], images: list, captions: list[str],
+                    params: lora.LoraParams, seed: int, stage: str) -> dict[int, dict]:
+    """``{budget: {"state", "key"}}``: one LoRA run on ``pipeline()``'s UNet (``images`` with one caption for all
+    or one each), checkpointed at every budget of ``key_of`` into the cache under that budget's key; a run whose
+    checkpoints are all cached is not trained, and a run another process is training is waited for."""
     states = {b: unit.cache.get_tensors(key) for b, key in key_of.items()}
-    if all(s is not None for s in states.values()):
-        return {b: {"state": s, "key": key_of[b]} for b, s in states.items()}
-    with unit.cache.lock(key_of[max(positive)]):  # another run training the same adapter: wait for it
-        states = {b: unit.cache.get_tensors(key) for b, key in key_of.items()}
-        if any(s is None for s in states.values()):
-            _train_lora(unit, attacked, concept, images, seed, p, positive, key_of, states)
-    return {b: {"state": states[b], "key": key_of[b]} for b in positive}
+    if any(s is None for s in states.values()):
+        with unit.cache.lock(key_of[max(key_of)]):
+            states = {b: unit.cache.get_tensors(key) for b, key in key_of.items()}
+            if any(s is None for s in states.values()):
+                pipe = pipeline()
+                mean, std = encode_images(pipe, images)
+                # Tensors made in inference mode cannot enter autograd; clones made outside it can.
+                context = encode_prompts(pipe, captions).clone()
+                with BUILD_LOCK:
+                    unet = copy.deepcopy(pipe.unet)
 
+                def save(step, state, loss):
+                    unit.cache.put_tensors(key_of[step], state)
+                    states[step] = state
 
-def _train_lora(unit: ProbeContext, attacked, concept, images: list, seed: int, p: MemoraParams, positive: list[int],
-                key_of: dict, states: dict) -> None:
-
-    pipe = attacked.pipeline(unit.timer)
-    mean, std = encode_images(pipe, images)
-    # Tensors made in inference mode cannot enter autograd; clones made outside it can.
-    context = encode_prompts(pipe, [concept.prompt]).clone()
-
-    with BUILD_LOCK:
-        unet = copy.deepcopy(pipe.unet)
-    losses = {}
-
-    def save(step, state, loss):
-        unit.cache.put_tensors(key_of[step], state)
-        states[step] = state
-        losses[step] = loss
-
-    with unit.timer("memora_lora"):
-        lora.train(unet, dict(pipe.scheduler.config), mean, std, context, _lora_params(p), positive, seed, save,
-                   progress=unit.progress)
+                with unit.timer(stage):
+                    lora.train(unet, dict(pipe.scheduler.config), mean, std, context, params, sorted(key_of), seed,
+                               save, progress=unit.progress)
+    return {b: {"state": states[b], "key": key_of[b]} for b in sorted(key_of)}
 
 
 def recovered_model(unit: ProbeContext, attacked, adapters: list[dict], p: MemoraParams, scale: float = 1.0):

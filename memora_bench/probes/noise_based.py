@@ -68,8 +68,9 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
 
 def best_of_variants(unit: ProbeContext, probe: str, p, grid: list[dict], draw) -> ProbeOutput:
     """Each of the first ``p.prompts`` attack prompts of each concept drawn once per variant of ``grid`` (a
-    mapping of settings each) by ``draw(records)``; the prompt counts by its variant with the highest concept
-    score (the reference's ranking), every variant's hit is kept per prompt."""
+    mapping of settings each) by ``draw(records)``. With ``p.score == "best"`` the prompt counts by its variant
+    with the highest concept score (the reference's ranking); with ``"per_variant"`` every variant's image
+    counts on its own (the rate is over prompts x variants). Every variant's hit is kept per prompt."""
     rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.prompts)
     g = unit.task.generation
     records = []
@@ -85,12 +86,14 @@ def best_of_variants(unit: ProbeContext, probe: str, p, grid: list[dict], draw) 
     n = len(grid)
     groups = [records[i : i + n] for i in range(0, len(records), n)]
     best = [max(group, key=lambda rec: (rec["concept_score"], -rec["variant"])) for group in groups]
+    scored = best if p.score == "best" else records
     result = {
         "params": registry.recorded(p),
-        "rates": unit.rates(best),
+        "rates": unit.rates(scored),
         "variant_rates": unit.rates(records),  # every variant judged on its own
+        "grid": [settings | {"k": sum(g[j]["hit"] for g in groups), "n": len(groups)} for j, settings in enumerate(grid)],
         "per_prompt": [{"prompt_id": b["row"].id, "best_variant": b["variant"], **{k: b[k] for k in grid[0]},
                         "variants_hit": sum(rec["hit"] for rec in group)} for b, group in zip(best, groups)],
         "cost": cost_record(len(records), p.steps),
     }
-    return ProbeOutput(result, unit.lines(best, probe, "attack"))
+    return ProbeOutput(result, unit.lines(scored, probe, "attack"))

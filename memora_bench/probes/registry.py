@@ -127,6 +127,12 @@ class ConceptInversionParams:
         return [] if self.lr > 0 else ["lr must be positive"]
 
 
+def _grid_score_problems(score: str) -> list[str]:
+    """A best-of-grid probe scores a prompt by its best variant ("best", the reference's ranking) or every
+    variant's image on its own ("per_variant": where the best of many saturates on the retrain oracle)."""
+    return [] if score in ("best", "per_variant") else [f"score must be 'best' or 'per_variant', got {score!r}"]
+
+
 @dataclass(frozen=True)
 class NoiseBasedParams:
     """WACE's noise-based probe (kevinlu4588/WhenAreConceptsErased src/configs/default.yaml)."""
@@ -136,9 +142,10 @@ class NoiseBasedParams:
     steps: int = 50
     guidance: float = 7.5
     prompts: int = 0  # the first N attack prompts of each concept (0: all)
+    score: str = "best"  # "best": a prompt counts by its best variant (the reference); "per_variant": every image
 
     def problems(self) -> list[str]:
-        out = []
+        out = _grid_score_problems(self.score)
         if not self.etas or min(self.etas) < 0 or not self.variance_scales or min(self.variance_scales) <= 0:
             out.append("etas must be non-empty and >= 0, variance_scales non-empty and positive")
         if self.steps < 1 or self.prompts < 0 or self.guidance < 0:
@@ -192,9 +199,10 @@ class ClassifierGuidanceParams:
     steps: int = 50
     guidance: float = 7.5
     prompts: int = 0  # the first N attack prompts of each concept (0: all)
+    score: str = "best"  # as the noise-based probe's
 
     def problems(self) -> list[str]:
-        out = []
+        out = _grid_score_problems(self.score)
         if not self.scales or min(self.scales) < 0 or not self.etas or min(self.etas) < 0:
             out.append("scales and etas must be non-empty and >= 0")
         if self.steps < 1 or self.prompts < 0 or self.guidance < 0:

@@ -18,15 +18,11 @@ MemoRa's strength so that the two relearning probes differ only in what they tra
 
 from __future__ import annotations
 
-import copy
-
 from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput, first_rows, first_rows_per_concept
-from memora_bench.models import BUILD_LOCK, lora
-from memora_bench.models.generate import encode_images, encode_prompts
 from memora_bench.models.lora import LoraParams
 from memora_bench.probes import registry
-from memora_bench.probes.memora import recovered_model
+from memora_bench.probes.memora import cached_lora_run, recovered_model
 from memora_bench.results import cost_record
 
 CODE_VERSION = 1
@@ -44,25 +40,8 @@ def _checkpoints(unit: ProbeContext, sources: list[dict], seed: int, p) -> dict[
                             "model": unit.model.fingerprint, "images": [s["image_key"] for s in sources],
                             "captions": [s["row"].prompt for s in sources], "seed": seed, "budget": b,
                             "total": max(positive), "lora": _lora_params(p).key()}) for b in positive}
-    states = {b: unit.cache.get_tensors(k) for b, k in key_of.items()}
-    if any(s is None for s in states.values()):
-        with unit.cache.lock(key_of[max(positive)]):
-            states = {b: unit.cache.get_tensors(k) for b, k in key_of.items()}
-            if any(s is None for s in states.values()):
-                pipe = unit.pipeline()
-                mean, std = encode_images(pipe, [s["image"] for s in sources])
-                context = encode_prompts(pipe, [s["row"].prompt for s in sources]).clone()
-                with BUILD_LOCK:
-                    unet = copy.deepcopy(pipe.unet)
-
-                def save(step, state, loss):
-                    unit.cache.put_tensors(key_of[step], state)
-                    states[step] = state
-
-                with unit.timer("resurgence_lora"):
-                    lora.train(unet, dict(pipe.scheduler.config), mean, std, context, _lora_params(p), positive, seed,
-                               save, progress=unit.progress)
-    return {b: {"state": states[b], "key": key_of[b]} for b in positive}
+    return cached_lora_run(unit, unit.pipeline, key_of, [s["image"] for s in sources],
+                           [s["row"].prompt for s in sources], _lora_params(p), seed, "resurgence_lora")
 
 
 def run(unit: ProbeContext, params: dict) -> ProbeOutput:
