@@ -204,7 +204,7 @@ def build_tables(results: dict[tuple[str, str], dict], page_of) -> list[Table]:
                         Column("index", "Index", "the largest excess over the oracle, as a share of the original's "
                                "rate, over probes and budgets: 0 like the oracle, 1 like the original", "lower")]
         columns += [Column("plain", "Plain", "erased-concept rate on the task's prompts as written", "lower")]
-        columns += [Column(f"adv:{p}", title(p), f"erased-concept rate under the {p} adversarial probe",
+        columns += [Column(f"adv:{p}", title(p), f"erased-concept rate under {title(p)} ({p})",
                            "lower") for p in adversarial]
         if memora:
             columns += [Column(f"memora@{b}", f"MemoRa {b}", f"rate after {b} LoRA relearning steps", "lower")
