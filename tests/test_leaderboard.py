@@ -274,3 +274,21 @@ def test_image_lines_read_the_same_from_a_gzip_copy(tmp_path):
     result = load_result(tmp_path / "mini-seven.json")
     plain = load_image_lines(result, tmp_path / "mini-seven.json")
     assert plain and load_image_lines(result, root / "mini-seven.json") == plain
+
+
+def test_a_probe_that_pools_several_parts_shows_each_on_the_submission_page():
+    from memora_bench.leaderboard.build import probe_breakdown
+
+    def r(k, n):
+        return {"all": {"k": k, "n": n}}
+
+    resurgence = {"rates": r(13, 16), "curve": [{"budget": 0, "rates": r(0, 16)}, {"budget": 200, "rates": r(13, 16)}]}
+    assert probe_breakdown(resurgence) == [("after 0 fine-tuning steps", "0/16"), ("after 200 fine-tuning steps", "13/16")]
+    completion = {"rates": r(7, 48), "by_finish": {"concept": r(6, 24), "neutral": r(1, 24)},
+                  "by_interrupt": {"0": r(3, 16), "2": r(4, 16)}}
+    assert probe_breakdown(completion) == [("finished under the prompt", "6/24"), ("finished under the empty prompt", "1/24"),
+                                           ("from interrupt step 0", "3/16"), ("from interrupt step 2", "4/16")]
+    grid = {"rates": r(5, 16), "grid": [{"eta": 1.0, "variance_scale": 1.04, "k": 5, "n": 8}]}
+    assert probe_breakdown(grid) == [("eta 1.0, variance scale 1.04", "5/8")]
+    # MemoRa's curve entries are per concept (no "budget"/"rates" pair at the top): nothing is broken down
+    assert probe_breakdown({"rates": r(1, 8), "concepts": {}}) == []

@@ -360,6 +360,23 @@ def strips(result: dict, path: Path, original: tuple[dict, Path] | None, stores:
 
 # --- pages --------------------------------------------------------------------------------------------------------
 
+def probe_breakdown(section: dict) -> list[tuple[str, str]]:
+    """What a probe's single rate pools, as (part, "k/n" over every concept) pairs: concept resurgence's rate at
+    each fine-tuning budget, completion's and inpainting's finishes (prompt, empty prompt) and interrupt steps,
+    each variant of a grid probe (noise-based, classifier guidance). Empty for the other probes."""
+    def kn(rates: dict) -> str:
+        return f"{rates['all']['k']}/{rates['all']['n']}"
+
+    out = [(f"after {c['budget']} fine-tuning steps", kn(c["rates"])) for c in section.get("curve", [])
+           if isinstance(c, dict) and "budget" in c and "rates" in c]
+    names = {"concept": "finished under the prompt", "neutral": "finished under the empty prompt"}
+    out += [(names.get(how, how), kn(rates)) for how, rates in section.get("by_finish", {}).items()]
+    out += [(f"from interrupt step {i}", kn(rates)) for i, rates in section.get("by_interrupt", {}).items()]
+    out += [(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in g.items() if k not in ("k", "n")), f"{g['k']}/{g['n']}")
+            for g in section.get("grid", [])]
+    return out
+
+
 def _kv(obj, prefix: str = "") -> list[tuple[str, str]]:
     """A nested dict as (dotted key, text) pairs, for the manifest and provenance lists."""
     if isinstance(obj, dict):
@@ -470,7 +487,8 @@ def _section(task: str, data: dict, path: Path, tables, sub: str, results, store
         "strips": strips(data, path, _original_for(results, task, data["base_model"]), stores, out),
         "nudity": any(c.get("kind") == "nudity" for c in data["task"]["concepts"]),
         "probes": [{"name": title(p), "params": _kv(r.get("params") or {}),
-                    "concepts": [(c, rate_cell(rt, "", c)) for c, rt in r.get("rates", {}).items()]}
+                    "concepts": [(c, rate_cell(rt, "", c)) for c, rt in r.get("rates", {}).items()],
+                    "breakdown": probe_breakdown(r)}
                    for p, r in data["probes"].items()],
         "provenance": _kv({"suite": data["suite"], "task": {k: v for k, v in data["task"].items()
                                                             if k != "concepts"},
