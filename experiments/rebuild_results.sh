@@ -50,7 +50,7 @@ for t in mini-seven mini-bold mini-three-eight; do
   if [ ! -f "$out/shared/$t.zip" ]; then
     # written through the runner's results/SUITE, a link to this repository's (see above), after checking the
     # original's and the oracle's results just committed against a fresh evaluation on the cache
-    (cd "$runner" && "$bin/python" -m memora_bench.cli pack build --suite "$suite" --tasks "$t") >> "$log.err" 2>&1
+    (cd "$runner" && "$bin/python" -m memora_bench.cli pack build --suite "$suite" --quiet "$t") >> "$log.err" 2>&1
     echo "$(date -u +%FT%TZ) pack $t" >> "$log"
     commit "$suite: the shared-work pack of $t" "$out/shared/$t.zip" "$out/shared/SHA256SUMS"
   fi
