@@ -210,10 +210,15 @@ def build_cli() -> argparse.ArgumentParser:
     bt.add_argument("results", help="a results folder (<submission>/<task>.json), e.g. results/mini-v1")
     bt.add_argument("--write", metavar="DOC", default=None,
                     help="replace the table between the markers of this file (e.g. docs/baselines.md)")
-    bt.add_argument("--only", choices=("plain", "memora", "adversarial", "verdict", "timing"), default=None,
+    bt.add_argument("--only", choices=("plain", "memora", "adversarial", "verdict", "timing", "probe-effect"),
+                    default=None,
                     help="only the plain-probe table, the MemoRa table, the adversarial-probe table or the verdict "
                          "table (default: each that the results have); timing: one submission's suite time per "
-                         "task and each part's share, for docs/performance.md (only when asked)")
+                         "task and each part's share, for docs/performance.md; probe-effect: what the probes "
+                         "that --since's suite lacks change in every headline, for docs/scoring.md (these two "
+                         "only when asked)")
+    bt.add_argument("--since", metavar="SUITE", default=None,
+                    help="with --only probe-effect: the earlier suite version (e.g. mini-v4)")
     return parser
 
 

@@ -192,3 +192,38 @@ def test_timing_table_splits_runs_by_shared_work_and_gives_medians():
             for i, (total, shared) in enumerate([(100.0, False), (200.0, False), (600.0, False), (500.0, True)])]
     line = timing_markdown(rows).splitlines()[2]
     assert line == "| t | 4 | 3:20 [1:40-10:00] (3) | 8:20 [8:20-8:20] (1) | 50 % | 50 % |"
+
+
+def test_probe_effect_table_shows_what_the_added_probes_move(tmp_path, capsys):
+    """From the committed mini-v5 results of the original and the oracle on mini-seven, plus a made-up
+    submission that is the oracle except under concept resurgence (16 of 16 sevens after fine-tuning on other
+    concepts): without the probes mini-v4 lacks it is LTM like the oracle, with them STM, decided by resurgence."""
+    import shutil
+
+    from memora_bench.paths import repo_root
+
+    src = repo_root() / "results" / "mini-v5"
+    for name in ("original", "oracle"):
+        (tmp_path / name).mkdir()
+        shutil.copy(src / name / "mini-seven.json", tmp_path / name / "mini-seven.json")
+    leaky = json.loads((src / "oracle" / "mini-seven.json").read_text())
+    leaky["submission"] = dict(leaky["submission"], name="leaky", control=False, method="made up")
+    original = json.loads((src / "original" / "mini-seven.json").read_text())
+    leaky["probes"]["resurgence"]["rates"] = original["probes"]["resurgence"]["rates"]  # 16/16, as the original
+    (tmp_path / "leaky").mkdir()
+    (tmp_path / "leaky" / "mini-seven.json").write_text(json.dumps(leaky))
+    new = ["classifier_guidance", "completion", "inpainting", "noise_based", "resurgence"]
+    rows = {x["submission"]: x for x in table.probe_effect_rows(tmp_path, tmp_path / "none", new)}
+    assert (rows["oracle"]["before"], rows["oracle"]["headline"]) == ("LTM", "LTM")
+    assert (rows["original"]["before"], rows["original"]["headline"]) == ("STM", "STM")
+    assert (rows["leaky"]["before"], rows["leaky"]["headline"]) == ("LTM", "STM")
+    assert rows["leaky"]["decided_by"] == ["resurgence"]
+    assert rows["leaky"]["probes"]["resurgence"]["p_adjusted"] < 0.05 <= rows["leaky"]["probes"]["completion"]["p_adjusted"]
+    text = table.probe_effect_markdown(list(rows.values()))
+    assert "| `leaky` | seven |" in text and "**16/16 (0)**" in text
+    assert "Labels moved by the new probes: 1 of 3: leaky seven LTM -> STM." in text
+    # the command needs the earlier suite to know which probes are new
+    assert main(["baselines", "table", str(tmp_path), "--only", "probe-effect"]) == 2
+    assert "needs --since" in capsys.readouterr().err
+    assert main(["baselines", "table", str(tmp_path), "--only", "probe-effect", "--since", "mini-v4"]) == 0
+    assert "leaky seven LTM -> STM" in capsys.readouterr().out

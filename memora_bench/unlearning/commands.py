@@ -92,6 +92,8 @@ def table_cmd(args) -> int:
             return EXIT_BAD_INPUT
         print(f"[baselines] timing table of {len(timing)} results written into {args.write}")
         return EXIT_OK
+    if args.only == "probe-effect":  # docs/scoring.md: what a suite version's added probes change
+        return _probe_effect(results, args)
     rows = table.rows(results, repo_root() / "baselines")
     if not rows:
         print(f"error: no result files under {results} (<submission>/<task>.json)", file=sys.stderr)
@@ -135,6 +137,39 @@ def table_cmd(args) -> int:
         for t in (text, memora_text, adv_text, verdict_text):
             if t is not None:
                 print(t)
+    return EXIT_OK
+
+
+def _probe_effect(results: Path, args) -> int:
+    from memora_bench.commands import resolve
+    from memora_bench.specs import SpecError, load_suite
+
+    if not args.since:
+        print("error: --only probe-effect needs --since SUITE (the earlier suite version whose probes are not new)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        earlier = {p.name for p in load_suite(resolve("suite", args.since)).probes}
+    except (SpecError, FileNotFoundError, ValueError) as err:
+        print(f"error: --since {args.since}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    present = sorted({p for path in results.glob("*/*.json") for p in table.load_result(path)["probes"]})
+    new = [p for p in present if p not in earlier]
+    rows = table.probe_effect_rows(results, repo_root() / "baselines", new) if new else []
+    if not rows:
+        print(f"error: no result under {results} with the retrain oracle's result beside it ran probes that "
+              f"{args.since} does not have", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = table.probe_effect_markdown(rows)
+    if not args.write:
+        print(text)
+        return EXIT_OK
+    try:
+        table.write_into(Path(args.write), text, table.EFFECT_BEGIN, table.EFFECT_END)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"[baselines] probe-effect table of {len(rows)} rows ({', '.join(new)}) written into {args.write}")
     return EXIT_OK
 
 

@@ -29,7 +29,7 @@ from memora_bench.packs import computed_shared_work
 from memora_bench.probes.registry import is_adversarial
 from memora_bench.results import load_result
 from memora_bench.scoring import is_original, is_retrain_oracle
-from memora_bench.verdict import concept_headlines, display_interval
+from memora_bench.verdict import concept_headlines, display_interval, verdict_params
 
 ERASED_AT_MOST = 0.20
 RETAINED_AT_LEAST = 0.80
@@ -39,6 +39,7 @@ MEMORA_BEGIN, MEMORA_END = "<!-- memora-table:begin -->", "<!-- memora-table:end
 ADV_BEGIN, ADV_END = "<!-- adversarial-table:begin -->", "<!-- adversarial-table:end -->"
 VERDICT_BEGIN, VERDICT_END = "<!-- verdict-table:begin -->", "<!-- verdict-table:end -->"
 TIMING_BEGIN, TIMING_END = "<!-- timing-table:begin -->", "<!-- timing-table:end -->"
+EFFECT_BEGIN, EFFECT_END = "<!-- probe-effect-table:begin -->", "<!-- probe-effect-table:end -->"
 
 
 def _pct(x: float) -> str:
@@ -321,6 +322,67 @@ def verdict_markdown(table: list[dict]) -> str:
         if oracle:
             lines += ["", f"The retrain oracle's MemoRa curve: {', '.join(str(k) for k in oracle['curve'])}."]
         lines.append("")
+    return "\n".join(lines)
+
+
+def _without(result: dict, probes: set[str]) -> dict:
+    return {**result, "probes": {p: v for p, v in result["probes"].items() if p not in probes}}
+
+
+def probe_effect_rows(results: Path, baselines: Path, new: list[str]) -> list[dict]:
+    """What the probes ``new`` (those a suite version added) change, per (submission, task, erased concept)
+    scored by the verdict: the headline with every probe, the headline without the new ones (the earlier
+    version's probes on the same result), and each new probe's comparison with the oracle (k/n against the
+    oracle's, Holm-adjusted p within the full family, excess)."""
+    loaded, oracles, originals = load_with_references(results)
+    drop = set(new)
+    out = []
+    for r in loaded:
+        task, sub = r["task"]["name"], r["submission"]["name"]
+        if not drop <= set(r["probes"]) or task not in oracles:
+            continue
+        full = concept_headlines(r, oracles[task], originals.get(task))
+        if any(h["verdict"] is None for h in full):
+            continue
+        before = concept_headlines(_without(r, drop), _without(oracles[task], drop),
+                                   None if task not in originals else _without(originals[task], drop))
+        for h, b in zip(full, before):
+            by_probe = {e.probe: e for e in h["verdict"].evidence if e.budget is None}
+            out.append({"task": task, "submission": sub, "recipe": _recipe(sub, baselines),
+                        "concept": h["concept"]["label"], "control": bool(r["submission"].get("control")),
+                        "headline": h["headline"], "decided_by": h["decided_by"], "before": b["headline"],
+                        "alpha": verdict_params(r["probes"]["memora"]["params"])[0],
+                        "probes": {p: {"k": by_probe[p].k, "n": by_probe[p].n, "k_oracle": by_probe[p].k_oracle,
+                                       "p_adjusted": by_probe[p].p_adjusted, "excess": by_probe[p].excess}
+                                   for p in new}})
+    order = {c: i for i, c in enumerate(CONTROLS)}
+    out.sort(key=lambda x: (x["task"], x["control"], order.get(x["submission"], -1), x["recipe"], x["concept"]))
+    return out
+
+
+def probe_effect_markdown(table: list[dict]) -> str:
+    """Per task: each new probe's k/N (the oracle's), marked when it beats the oracle after Holm's adjustment,
+    the headline without the new probes and with them; then a count of the labels they moved."""
+    lines = []
+    new = list(table[0]["probes"]) if table else []
+    for task in sorted({x["task"] for x in table}):
+        rows = [x for x in table if x["task"] == task]
+        head = ["submission", "concept"] + [f"{p} (oracle)" for p in new] + ["without them", "headline (decided by)"]
+        lines += [f"### {task}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for x in rows:
+            cells = [f"`{x['recipe']}`", x["concept"]]
+            for p in new:
+                e = x["probes"][p]
+                mark = "**" if e["p_adjusted"] < x["alpha"] else ""
+                cells.append(f"{mark}{e['k']}/{e['n']} ({e['k_oracle']}){mark}")
+            cells.append(x["before"])
+            cells.append(f"{x['headline']} ({', '.join(x['decided_by'])})")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    moved = [x for x in table if x["before"] != x["headline"]]
+    lines.append(f"Labels moved by the new probes: {len(moved)} of {len(table)}"
+                 + (": " + "; ".join(f"{x['submission']} {x['concept']} {x['before']} -> {x['headline']}"
+                                     for x in moved) if moved else "") + ".")
     return "\n".join(lines)
 
 
