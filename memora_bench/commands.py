@@ -20,6 +20,7 @@ from memora_bench.models.parallel import Runtime
 from memora_bench.paths import DEFAULT_SUITE, repo_root
 from memora_bench.probes import ringabell as ringabell_probe
 from memora_bench.probes.registry import PROBES, is_adversarial
+from memora_bench.probes.registry import title as probe_title
 from memora_bench.results import ResultError, load_result
 from memora_bench.runner import evaluate as run_evaluation
 from memora_bench.scoring import is_original, is_retrain_oracle
@@ -375,11 +376,11 @@ def _table(summary: dict) -> str:
             lines.append(text)
     adversarial = {r["result"]: [p for p in r["probes"] if is_adversarial(p)] for r in summary["results"]}
     if any(adversarial.values()):
-        lines += ["", "Adversarial prompts (attack success k/n on the erased concepts, 95 % Wilson interval)"]
+        lines += ["", "Probes beyond MemoRa (erased-concept images k/n under each, 95 % Wilson interval; "
+                      "adversarial prompts, visual context, trajectory, resurgence)"]
         for r in summary["results"]:
-            cells = [f"{p} {_fmt(r[p]).strip()}" for p in adversarial[r["result"]]]
-            if cells:
-                lines.append(f"{r['submission']:{w}s} {r['task']:18s} " + "; ".join(cells))
+            for p in adversarial[r["result"]]:
+                lines.append(f"{r['submission']:{w}s} {r['task']:18s} {probe_title(p):28s} {_fmt(r[p]).strip()}")
     headlines = [(r, name, h) for r in summary["results"] for name, h in r.get("headlines", {}).items()]
     if headlines:
         lines += ["", ("Headline (the worst case over probes, each compared with the retrain oracle's result; "

@@ -127,9 +127,10 @@ def test_evaluate_prints_the_memora_headline_per_concept(tmp_path):
     assert ", M 0." in line and line.endswith(("partial", "STM", "LTM"))
     assert "MemoRa" not in table_of(make_result("fmn-mini-seven"))
     text = table_of(_with_probe(_with_probe(make_result("esd-x-mini-seven"), "unlearndiffatk", 7, 8), "ringabell", 1, 10))
-    line = next(x for x in text.splitlines() if x.startswith("esd-x-mini-seven") and "unlearndiffatk" in x)
-    assert "unlearndiffatk 7/8    87.5% [52.9, 97.8]; ringabell 1/10   10.0% [ 1.8, 40.4]" in line
-    assert "concept_inversion" not in line and "Adversarial prompts" not in table_of(make_result("fmn-mini-seven"))
+    probe_lines = [x for x in text.splitlines() if x.startswith("esd-x-mini-seven") and "%" in x][1:]
+    assert [x.split(maxsplit=2)[2] for x in probe_lines] == [  # one line per probe, by its published title
+        "UnlearnDiffAtk               7/8    87.5% [52.9, 97.8]", "Ring-A-Bell                  1/10   10.0% [ 1.8, 40.4]"]
+    assert "Concept inversion" not in text and "Probes beyond MemoRa" not in table_of(make_result("fmn-mini-seven"))
 
 
 def _with_probe(result, probe, k, n, wall_s=2.0):
