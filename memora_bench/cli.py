@@ -134,7 +134,8 @@ def build_cli() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON for scripts")
     info.add_argument("--verify", action="store_true", help="recompute every sha256 and fail on a mismatch")
     train = wsub.add_parser("train", help="rebuild the world's weights with fixed seeds (hours on a 2-core CPU)")
-    train.add_argument("--stage", action="append", choices=["classifiers", "vae", "base", "oracle", "measure"],
+    train.add_argument("--stage", action="append",
+                       choices=["classifiers", "reference", "vae", "base", "oracle", "measure"],
                        help="run only these stages (repeatable); default: every stage not yet built")
     train.add_argument("--force", action="store_true", help="rebuild stages that are already built")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")

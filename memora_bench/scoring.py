@@ -107,18 +107,26 @@ def rates_by_concept(records: list[dict], resamples: int, seed: int, confidence:
     return out
 
 
+def gaussian_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (float64) of a feature set, as :func:`frechet_distance` fits them."""
+    x = np.asarray(x, np.float64)
+    if len(x) < 2:
+        raise ValueError("Fréchet distance needs at least two feature vectors per set")
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017, eq. for FID).
 
     d^2 = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), with unbiased covariances.
     """
+    return frechet_distance_from(*gaussian_statistics(a), *gaussian_statistics(b))
+
+
+def frechet_distance_from(mu_a: np.ndarray, s_a: np.ndarray, mu_b: np.ndarray, s_b: np.ndarray) -> float:
+    """:func:`frechet_distance` from the two Gaussians' statistics (:func:`gaussian_statistics`)."""
     from scipy import linalg
 
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("Fréchet distance needs at least two feature vectors per set")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean = linalg.sqrtm(s_a @ s_b)
     if not np.isfinite(covmean).all():
         eps = np.eye(len(s_a)) * 1e-6

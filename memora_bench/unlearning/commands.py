@@ -9,8 +9,10 @@ from pathlib import Path
 
 import torch
 
+from memora_bench.commands import resolve
 from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.paths import repo_root
+from memora_bench.specs import SpecError, load_suite
 from memora_bench.unlearning import control_table, table
 from memora_bench.unlearning.build import MINI_TASKS, BuildBusy, build, folder_name
 from memora_bench.unlearning.controls import TeachParams, build_ladder
@@ -141,9 +143,6 @@ def table_cmd(args) -> int:
 
 
 def _probe_effect(results: Path, args) -> int:
-    from memora_bench.commands import resolve
-    from memora_bench.specs import SpecError, load_suite
-
     if not args.since:
         print("error: --only probe-effect needs --since SUITE (the earlier suite version whose probes are not new)",
               file=sys.stderr)

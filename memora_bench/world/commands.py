@@ -6,9 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from memora_bench.classifiers.registry import load_classifier
 from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.miniworld import WorldError, load_manifest, verify_files
 from memora_bench.paths import world_dir
+from memora_bench.utility import REFERENCE_FILE, write_reference_statistics
 from memora_bench.world import train as recipes
 from memora_bench.world.measure import measure_world
 
@@ -33,7 +35,7 @@ def train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     world = world_dir()
-    stages = args.stage or ["classifiers", "vae", "base", "oracle", "measure"]
+    stages = args.stage or ["classifiers", "reference", "vae", "base", "oracle", "measure"]
     for stage in stages:
         if _done(world, stage) and not args.force:
             print(f"[world] {stage}: already built (reports/{stage}.json); --force rebuilds it")
@@ -53,6 +55,8 @@ def train(args) -> int:
                 exclude_styles=recipes.ORACLE_EXCLUDE_STYLES,
             )
             report = recipes.build_oracle(world, recipe)
+        elif stage == "reference":
+            report = write_reference_statistics(load_classifier("mini-digit"), world / "classifiers" / REFERENCE_FILE)
         else:
             report = measure_world(world)
         _write_report(world, stage, report)
