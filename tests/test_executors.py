@@ -88,7 +88,7 @@ def test_multi_and_auto_memora_side_by_side_equal_one_after_the_other(tmp_path):
     """Two concepts: MemoRa's attack seeds (each LoRA run with its images), Multi-MemoRa's (budget, seed)
     models and AutoMemoRa's (concept, w, seed) mixed models, which all sample with the submission's own UNet,
     draw side by side on two threads the very images of a one-thread run."""
-    _, rb, lines = _one_and_two_threads(tmp_path, TWO_CONCEPTS_SUITE, "mini-three-eight-small")
+    _, rb, lines = _one_and_two_threads(tmp_path, TWO_CONCEPTS_SUITE, "mini-three-eight-fast")
     probes = [json.loads(x)["probe"] for x in lines.splitlines()]
     assert probes.count("memora_multi") == 1 * 2 * 2 * 3  # budget 2, seeds 0 and 1, both concepts, 3 prompts
     assert probes.count("memora_auto") == 2 * 2 * 3  # both concepts, w 0.5, seeds 0 and 1, 3 prompts
