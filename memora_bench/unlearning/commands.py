@@ -83,17 +83,8 @@ def table_cmd(args) -> int:
         if not timing:
             print(f"error: no result under {results} ran every part itself", file=sys.stderr)
             return EXIT_BAD_INPUT
-        text = table.timing_markdown(timing)
-        if not args.write:
-            print(text)
-            return EXIT_OK
-        try:
-            table.write_into(Path(args.write), text, table.TIMING_BEGIN, table.TIMING_END)
-        except (OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        print(f"[baselines] timing table of {len(timing)} results written into {args.write}")
-        return EXIT_OK
+        return _print_or_write(table.timing_markdown(timing), args.write, table.TIMING_BEGIN, table.TIMING_END,
+                               f"timing table of {len(timing)} results")
     if args.only == "probe-effect":  # docs/scoring.md: what a suite version's added probes change
         return _probe_effect(results, args)
     rows = table.rows(results, repo_root() / "baselines")
@@ -159,16 +150,21 @@ def _probe_effect(results: Path, args) -> int:
         print(f"error: no result under {results} with the retrain oracle's result beside it ran probes that "
               f"{args.since} does not have", file=sys.stderr)
         return EXIT_BAD_INPUT
-    text = table.probe_effect_markdown(rows)
-    if not args.write:
+    return _print_or_write(table.probe_effect_markdown(rows), args.write, table.EFFECT_BEGIN, table.EFFECT_END,
+                           f"probe-effect table of {len(rows)} rows ({', '.join(new)})")
+
+
+def _print_or_write(text: str, write: str | None, begin: str, end: str, what: str) -> int:
+    """Print a generated table, or put it between its markers in the document ``write``."""
+    if not write:
         print(text)
         return EXIT_OK
     try:
-        table.write_into(Path(args.write), text, table.EFFECT_BEGIN, table.EFFECT_END)
+        table.write_into(Path(write), text, begin, end)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"[baselines] probe-effect table of {len(rows)} rows ({', '.join(new)}) written into {args.write}")
+    print(f"[baselines] {what} written into {write}")
     return EXIT_OK
 
 
