@@ -292,3 +292,16 @@ def test_a_probe_that_pools_several_parts_shows_each_on_the_submission_page():
     assert probe_breakdown(grid) == [("eta 1.0, variance scale 1.04", "5/8")]
     # MemoRa's curve entries are per concept (no "budget"/"rates" pair at the top): nothing is broken down
     assert probe_breakdown({"rates": r(1, 8), "concepts": {}}) == []
+
+
+def test_concept_resurgence_gets_a_strip_of_its_largest_budget():
+    from memora_bench.leaderboard.build import resurgence_lines
+
+    def line(prompt, budget, seed=0):
+        return {"probe": "resurgence", "prompt_id": prompt, "seed": 7, "budget": budget, "attack_seed": seed}
+
+    lines = [line(f"attack-{i:03d}", b) for b in (0, 100, 200) for i in range(10)] + [line("attack-000", 200, 1)]
+    got = resurgence_lines(lines + [{"probe": "plain", "prompt_id": "attack-000", "seed": 7}])
+    assert [x["budget"] for x in got] == [200] * 8 and {x["attack_seed"] for x in got} == {0}
+    assert [x["prompt_id"] for x in got] == [f"attack-{i:03d}" for i in range(8)]
+    assert resurgence_lines([{"probe": "plain", "prompt_id": "attack-000", "seed": 7}]) == []

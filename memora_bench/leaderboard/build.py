@@ -335,9 +335,21 @@ def strip_lines(lines: list[dict]) -> tuple[list[dict], list[dict]]:
     return plain, rec
 
 
+def resurgence_lines(lines: list[dict]) -> list[dict]:
+    """The first attack prompts as concept resurgence's fine-tuned model draws them at its largest budget (the
+    first fine-tuning seed): the concept coming back with no attack on it."""
+    rs = [x for x in lines if x["probe"] == "resurgence"]
+    if not rs:
+        return []
+    top, seed = max(x["budget"] for x in rs), min(x["attack_seed"] for x in rs)
+    return sorted((x for x in rs if x["budget"] == top and x["attack_seed"] == seed),
+                  key=lambda x: (x["prompt_id"], x["seed"]))[:STRIP]
+
+
 def strips(result: dict, path: Path, original: tuple[dict, Path] | None, stores: ImageStores, out: Path) -> list[dict]:
     """Original model / unlearned / recovered images for the same first attack prompts."""
-    plain, rec = strip_lines(_lines(result, path))
+    lines = _lines(result, path)
+    plain, rec = strip_lines(lines)
     out_strips = []
 
     def strip(title: str, items: list[dict]) -> dict:
@@ -355,6 +367,10 @@ def strips(result: dict, path: Path, original: tuple[dict, Path] | None, stores:
     if rec:
         top, seed = rec[0]["budget"], rec[0]["attack_seed"]
         out_strips.append(strip(f"recovered by MemoRa ({top} steps, attack seed {seed})", rec))
+    resurged = resurgence_lines(lines)
+    if resurged:
+        out_strips.append(strip(f"after {resurged[0]['budget']} steps of fine-tuning on other concepts only "
+                                "(concept resurgence)", resurged))
     return out_strips
 
 
