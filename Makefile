@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
+# The official suite (memora_bench.paths.DEFAULT_SUITE): what the demo, the gate, the results and the site use.
+SUITE := mini-v4
 
 .PHONY: demo test test-slow bench gate packs world baselines leaderboard chromium clean-venv
 
@@ -15,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v4 --out runs/demo
+	$(BIN)/memora-bench evaluate demo-ablate-seven --suite $(SUITE) --out runs/demo
 
 # The tests run in TEST_WORKERS processes (pytest-xdist), a test file per process: most of a test's time is one
 # evaluation subprocess drawing on one thread, so two processes fill a 2-core machine (10m30s -> 7m18s here).
@@ -40,7 +42,7 @@ bench: $(VENV)/.installed
 	MEMORA_BENCH_SHORT=1 $(BIN)/pytest -m benchmark -p no:cacheprovider --benchmark-json=runs/benchmark.json
 
 # This project's own regression gate: re-evaluate the demo submission and one committed baseline (SalUn on
-# mini-seven) with the official suite mini-v4 on a cold cache (nothing but the committed shared-work pack, checked
+# mini-seven) with the official suite $(SUITE) on a cold cache (nothing but the committed shared-work pack, checked
 # first) and require every count to equal the committed results (a run is reproducible to the image on one
 # machine type), so a code change that moves a score fails CI. The two evaluations run side by side, one thread
 # each (8m30s one after the other on two threads, about 7 minutes so): every image and count is the same on any
@@ -48,19 +50,19 @@ bench: $(VENV)/.installed
 gate: $(VENV)/.installed
 	rm -rf runs/gate runs/gate-cache
 	mkdir -p runs/gate
-	$(BIN)/memora-bench pack verify --suite mini-v4
-	OMP_NUM_THREADS=1 $(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v4 --out runs/gate \
+	$(BIN)/memora-bench pack verify --suite $(SUITE)
+	OMP_NUM_THREADS=1 $(BIN)/memora-bench evaluate demo-ablate-seven --suite $(SUITE) --out runs/gate \
 	  --cache-dir runs/gate-cache --quiet > runs/gate/demo-ablate-seven.log 2>&1 & demo=$$!; \
-	OMP_NUM_THREADS=1 $(BIN)/memora-bench evaluate salun-mini-seven --suite mini-v4 --out runs/gate \
+	OMP_NUM_THREADS=1 $(BIN)/memora-bench evaluate salun-mini-seven --suite $(SUITE) --out runs/gate \
 	  --cache-dir runs/gate-cache --quiet > runs/gate/salun-mini-seven.log 2>&1 & salun=$$!; \
 	status=0; wait $$demo || status=$$?; wait $$salun || status=$$?; \
 	cat runs/gate/demo-ablate-seven.log runs/gate/salun-mini-seven.log; exit $$status
-	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/mini-v4/demo-ablate-seven runs/gate/demo-ablate-seven --exact
-	$(BIN)/memora-bench compare results/mini-v4/salun-mini-seven runs/gate/salun-mini-seven --exact
+	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/$(SUITE)/demo-ablate-seven runs/gate/demo-ablate-seven --exact
+	$(BIN)/memora-bench compare results/$(SUITE)/salun-mini-seven runs/gate/salun-mini-seven --exact
 	$(BIN)/memora-bench pack check runs/gate
 
 # Build every baseline not yet built (fixed seeds); evaluate the controls, every baseline and the demo with the
-# official suite mini-v4 into results/mini-v4, one process per (submission, task) so that each result lands on
+# official suite $(SUITE) into results/$(SUITE), one process per (submission, task) so that each result lands on
 # its own (resumable: a result already there is kept); regenerate the tables in docs/baselines.md (the retired
 # suites' tables from their committed results: plain from mini-v1, MemoRa from mini-v2, the adversarial probes
 # from mini-v3; the verdict from mini-v4) and the controls' calibration table in docs/scoring.md.
@@ -69,27 +71,27 @@ baselines: $(VENV)/.installed
 	for t in mini-seven mini-bold mini-three-eight; do \
 	  for s in original oracle hidden-original-$$t hidden-oracle-$$t $$(cd controls && ls -d ladder-*-$$t | sort -t- -k2 -n) \
 	           $$(cd baselines && ls -d *-$$t); do \
-	    $(BIN)/memora-bench evaluate $$s --suite mini-v4 --tasks $$t --out results/mini-v4 --quiet || exit 1; \
+	    $(BIN)/memora-bench evaluate $$s --suite $(SUITE) --tasks $$t --out results/$(SUITE) --quiet || exit 1; \
 	  done; \
 	done
-	$(BIN)/memora-bench evaluate demo-ablate-seven --suite mini-v4 --out submissions/demo-ablate-seven/results/mini-v4 --quiet
+	$(BIN)/memora-bench evaluate demo-ablate-seven --suite $(SUITE) --out submissions/demo-ablate-seven/results/$(SUITE) --quiet
 	$(BIN)/memora-bench baselines table results/mini-v1 --only plain --write docs/baselines.md
 	$(BIN)/memora-bench baselines table results/mini-v2 --only memora --write docs/baselines.md
 	$(BIN)/memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md
-	$(BIN)/memora-bench baselines table results/mini-v4 --only verdict --write docs/baselines.md
-	$(BIN)/memora-bench controls table results/mini-v4 --write docs/scoring.md
-	$(BIN)/memora-bench baselines table results/mini-v4 --only timing --write docs/performance.md
+	$(BIN)/memora-bench baselines table results/$(SUITE) --only verdict --write docs/baselines.md
+	$(BIN)/memora-bench controls table results/$(SUITE) --write docs/scoring.md
+	$(BIN)/memora-bench baselines table results/$(SUITE) --only timing --write docs/performance.md
 
 # The committed leaderboard site, rebuilt from the committed results (images from the local cache, the img/ folder
-# committed beside the results, or the site's own), every image shown kept in results/mini-v4/img for fresh clones.
+# committed beside the results, or the site's own), every image shown kept in results/$(SUITE)/img for fresh clones.
 leaderboard: $(VENV)/.installed
-	$(BIN)/memora-bench leaderboard results/mini-v4 --out leaderboard --keep-images
+	$(BIN)/memora-bench leaderboard results/$(SUITE) --out leaderboard --keep-images
 
-# Each task's shared work (the oracle's MemoRa floor, the original's images) packed into results/mini-v4/shared:
+# Each task's shared work (the oracle's MemoRa floor, the original's images) packed into results/$(SUITE)/shared:
 # evaluates the original model and the oracle per task (from the cache, computing what it lacks) and checks
 # both against their committed results first. Rebuild after a change that moves a shared stage's cache keys.
 packs: $(VENV)/.installed
-	$(BIN)/memora-bench pack build --suite mini-v4
+	$(BIN)/memora-bench pack build --suite $(SUITE)
 
 world: $(VENV)/.installed
 	$(BIN)/memora-bench world train

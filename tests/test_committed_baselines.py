@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from memora_bench.paths import DEFAULT_SUITE
 from memora_bench.specs import load_submission, sha256_file
 from memora_bench.unlearning import table
 
@@ -186,29 +187,29 @@ def test_docs_adversarial_table_is_the_one_generated_from_the_mini_v3_results():
         "run `memora-bench baselines table results/mini-v3 --only adversarial --write docs/baselines.md`")
 
 
-V4 = ROOT / "results" / "mini-v4"
+OFFICIAL = ROOT / "results" / DEFAULT_SUITE  # the official suite's results carry the verdict tables
 
 
 def _between(doc: Path, begin: str, end: str) -> str:
     return doc.read_text().split(begin, 1)[1].split(end, 1)[0].strip()
 
 
-def test_docs_verdict_table_is_the_one_generated_from_the_mini_v4_results():
-    rows = table.verdict_rows(V4, ROOT / "baselines")
-    assert rows, "no mini-v4 results committed"
+def test_docs_verdict_table_is_the_one_generated_from_the_official_results():
+    rows = table.verdict_rows(OFFICIAL, ROOT / "baselines")
+    assert rows, f"no {DEFAULT_SUITE} results committed"
     assert _between(ROOT / "docs" / "baselines.md", table.VERDICT_BEGIN, table.VERDICT_END) == \
         table.verdict_markdown(rows).strip(), \
-        "run `memora-bench baselines table results/mini-v4 --only verdict --write docs/baselines.md`"
+        f"run `memora-bench baselines table results/{DEFAULT_SUITE} --only verdict --write docs/baselines.md`"
 
 
-def test_docs_controls_table_is_the_one_generated_from_the_mini_v4_results():
+def test_docs_controls_table_is_the_one_generated_from_the_official_results():
     from memora_bench.unlearning import control_table
 
-    rows = control_table.control_rows(V4)
-    assert rows, "no mini-v4 control results committed"
+    rows = control_table.control_rows(OFFICIAL)
+    assert rows, f"no {DEFAULT_SUITE} control results committed"
     assert _between(ROOT / "docs" / "scoring.md", *control_table.MARKERS) == \
         control_table.controls_markdown(rows).strip(), \
-        "run `memora-bench controls table results/mini-v4 --write docs/scoring.md`"
+        f"run `memora-bench controls table results/{DEFAULT_SUITE} --write docs/scoring.md`"
     # what docs/scoring.md claims from it: every label-truth control right, the ladder's rank correlation
     truth = [r for r in rows if r.get("truth") in ("STM", "LTM")]
     assert truth and all(r["label"] == r["truth"] for r in truth), [(r["control"], r["label"]) for r in truth
@@ -218,10 +219,10 @@ def test_docs_controls_table_is_the_one_generated_from_the_mini_v4_results():
         assert rho >= 0.9 and n >= 8, (task, rho, n)  # the ladder's index grows with what it knows (issue 26)
 
 
-def test_docs_timing_table_is_the_one_generated_from_the_mini_v4_results():
+def test_docs_timing_table_is_the_one_generated_from_the_official_results():
     """docs/performance.md's per-task suite times come from the committed results' timing, not by hand."""
-    rows = table.timing_rows(V4)
+    rows = table.timing_rows(OFFICIAL)
     assert {r["task"] for r in rows} == {"mini-seven", "mini-bold", "mini-three-eight"}
     assert _between(ROOT / "docs" / "performance.md", table.TIMING_BEGIN, table.TIMING_END) == \
         table.timing_markdown(rows).strip(), \
-        "run `memora-bench baselines table results/mini-v4 --only timing --write docs/performance.md`"
+        f"run `memora-bench baselines table results/{DEFAULT_SUITE} --only timing --write docs/performance.md`"

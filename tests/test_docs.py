@@ -73,16 +73,17 @@ def test_adding_a_task_example_validates(tmp_path):
 
 
 def test_the_readme_quotes_the_committed_demo_headline():
-    """The README's demo headline is the one the committed mini-v4 result of the demo gets (against the
-    committed oracle and original), so a change of the suite or the score cannot leave it stale."""
+    """The README's demo headline is the one the committed result of the demo under the official suite gets
+    (against the committed oracle and original), so a change of the suite or the score cannot leave it stale."""
+    from memora_bench.paths import DEFAULT_SUITE
     from memora_bench.results import load_result
     from memora_bench.verdict import concept_headlines
 
     root = repo_root()
-    demo = load_result(root / "submissions" / "demo-ablate-seven" / "results" / "mini-v4" / "demo-ablate-seven"
+    demo = load_result(root / "submissions" / "demo-ablate-seven" / "results" / DEFAULT_SUITE / "demo-ablate-seven"
                        / "mini-seven.json")
-    oracle = load_result(root / "results" / "mini-v4" / "oracle" / "mini-seven.json")
-    original = load_result(root / "results" / "mini-v4" / "original" / "mini-seven.json")
+    oracle = load_result(root / "results" / DEFAULT_SUITE / "oracle" / "mini-seven.json")
+    original = load_result(root / "results" / DEFAULT_SUITE / "original" / "mini-seven.json")
     [h] = concept_headlines(demo, oracle, original)
     quoted = f'"{h["headline"]} (decided by {", ".join(h["decided_by"])}), index {h["verdict"].index:.2f}"'
     readme = " ".join((root / "README.md").read_text().split())

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from memora_bench.leaderboard.build import build_site, slug
-from memora_bench.paths import repo_root
+from memora_bench.paths import DEFAULT_SUITE, repo_root
 from tests.test_leaderboard import EVIL, results  # noqa: F401  (fixture)
 
 SHOTS = repo_root() / "runs" / "leaderboard"
@@ -141,12 +141,12 @@ def test_submission_page_and_phone_width(browser, site):
 
 
 COMMITTED = repo_root() / "leaderboard"
-COMMITTED_RESULTS = repo_root() / "results" / "mini-v4"
+COMMITTED_RESULTS = repo_root() / "results" / DEFAULT_SUITE
 
 
 def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_results(browser, tmp_path,
                                                                                       monkeypatch):
-    """`leaderboard/` (make leaderboard) is rebuilt from results/mini-v4: same tables and downloads, no
+    """`leaderboard/` (make leaderboard) is rebuilt from the official suite's results: same tables and downloads, no
     console error, no request off file://, every plain, adversarial, MemoRa and retained cell equal to its
     result file, and the Forgetting and Index cells those of the row's least forgotten concept (highest label,
     then highest index) in the baselines verdict table, computed from the same files."""
@@ -161,14 +161,14 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
             shown[key] = (rank, x)
     fresh = tmp_path / "site"
     monkeypatch.chdir(repo_root())  # as `make leaderboard` runs it: pages name result files relative to the repo
-    build_site([Path("results/mini-v4")], fresh, cache_dir=tmp_path / "no-cache")  # a fresh clone: no cache
+    build_site([Path("results") / DEFAULT_SUITE], fresh, cache_dir=tmp_path / "no-cache")  # a fresh clone: no cache
     files = {p.relative_to(COMMITTED) for p in COMMITTED.rglob("*") if p.is_file()} - {Path("README.md")}
     assert files == {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}, "run `make leaderboard`"
     for name in sorted(files):
         assert (fresh / name).read_bytes() == (COMMITTED / name).read_bytes(), f"run `make leaderboard` ({name})"
     pages = sorted((COMMITTED / "submissions").glob("*.html"))
     assert pages and not [p.name for p in pages if "not in cache" in p.read_text()], \
-        "a submission page lacks strip images: `memora-bench strips results/mini-v4`, then `make leaderboard`"
+        f"a submission page lacks strip images: `memora-bench strips results/{DEFAULT_SUITE}`, then `make leaderboard`"
     page, events = open_page(browser, COMMITTED / "index.html")
     assert not events["console"] and not events["errors"], events
     assert all(u.startswith("file://") for u in events["requests"]), events["requests"]
@@ -211,7 +211,7 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
             assert float(cell.get_attribute("data-sort")) == rate["rate"]
             assert f"{rate['k']}/{rate['n']}" in cell.inner_text()
         checked += 1
-    suite_tasks = yaml.safe_load((repo_root() / "benchmark" / "mini-v4.yaml").read_text())["tasks"]
+    suite_tasks = yaml.safe_load((repo_root() / "benchmark" / f"{DEFAULT_SUITE}.yaml").read_text())["tasks"]
     # per task: 7 recipes, the original and the oracle, hidden-original, hidden-oracle and at least five rungs
     assert {p.stem for p in results} == set(suite_tasks) and checked >= 16 * len(suite_tasks)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ def test_committed_leaderboard_is_current_opens_cleanly_and_shows_the_committed_
 
 
 def test_overview_charts_scatter_filters_paper_links_and_the_scoring_page(browser, tmp_path):
-    """Built from results/mini-v4: per task and erased concept one chart with every method's MemoRa curve and the
+    """Built from the official suite's results: per task and erased concept one chart with every method's MemoRa curve and the
     oracle's, a robustness-against-utility scatter of the methods with the original and the oracle, row filters
     by text, label and controls, method names linking to the paper of their (hash-matched) manifest, and
     docs/scoring.md rendered as a page."""
