@@ -1,11 +1,15 @@
 """A suite version that only adds probes must leave the probes it shares with the version before it as they were.
 
 mini-v5 is mini-v4 with five more probes and every shared probe's parameters unchanged; its results were
-computed again from scratch by later code (experiments/rebuild_results.sh). For every (submission, task)
-committed under both versions, each shared probe's section must be identical (every count, interval,
-test and verdict: the code changes between the two are score-neutral on all of them, not only on the gate's two
-submissions), and the utility measures must agree (retained counts exactly; the Fréchet distance to 1e-4
-relative: a float sum over 220 images, whose last digits move with the machine's CPU kernels).
+computed again from scratch by later code (experiments/rebuild_results.sh), on another machine than most
+mini-v4 results and partly on one torch thread instead of two. For every (submission, task) committed under
+both, each shared probe's section must agree: every count, interval, test and verdict exactly (the code
+changes between the two are score-neutral on all of them, not only on the gate's two submissions). Two kinds
+of value are allowed to move with the CPU and thread count, because they are floats at the end of a long
+optimisation: a float to 1e-4 relative (e.g. concept inversion's learned-embedding norm, 1.6459404 -> 1.6459399
+on one thread; the Fréchet distance, 2.416809 -> 2.416786 on this machine), and the last candidate text of an
+UnlearnDiffAtk attack that failed (each mini-seven result had one such prompt whose final tokens differ,
+still failed, after 400 steps). The retained counts are compared exactly.
 """
 
 from __future__ import annotations
@@ -51,18 +55,44 @@ def test_there_is_something_to_compare():
     assert CASES, "no (submission, task) is committed under both mini-v4 and mini-v5"
 
 
+def differences(a, b, path: str = "") -> list[str]:
+    """Where two result sections disagree beyond what a CPU or thread count may move (module docstring)."""
+    if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, int) and isinstance(b, int):
+        return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+    if isinstance(a, float) or isinstance(b, float):
+        ok = isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-4)
+        return [] if ok else [f"{path}: {a!r} != {b!r}"]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{path}: keys {sorted(set(a) ^ set(b))}"]
+        failed_attack = "adversarial_prompt" in a and a.get("success") is False and b.get("success") is False
+        return [d for k in a if not (failed_attack and k == "adversarial_prompt")
+                for d in differences(a[k], b[k], f"{path}/{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} items != {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_differences_allow_only_float_noise_and_a_failed_attack_s_last_text():
+    assert differences({"k": 3, "norm": 1.6459404}, {"k": 3, "norm": 1.6459399}) == []
+    assert differences({"k": 3}, {"k": 4}) == ["/k: 3 != 4"]
+    assert differences({"rate": 0.5}, {"rate": 0.52}) == ["/rate: 0.5 != 0.52"]
+    failed = {"adversarial_prompt": "a b seven", "success": False, "steps": 400}
+    assert differences(failed, dict(failed, adversarial_prompt="c d seven")) == []
+    won = dict(failed, success=True, steps=120)
+    assert differences(won, dict(won, adversarial_prompt="c d seven")) == ["/adversarial_prompt: 'a b seven' != 'c d seven'"]
+    assert differences({"hit": True}, {"hit": False}) == ["/hit: True != False"]
+
+
 @pytest.mark.parametrize("old,new,earlier,later", CASES, ids=[c[3] for c in CASES])
 def test_shared_probes_and_utility_are_unchanged(old, new, earlier, later):
     a, b = load_result(ROOT / earlier), load_result(ROOT / later)
     assert a["suite"]["name"] == old and b["suite"]["name"] == new
     assert a["submission"] == b["submission"] and a["task"]["sha256"] == b["task"]["sha256"]
     for probe, section in a["probes"].items():
-        assert b["probes"][probe] == section, f"{later}: probe {probe} differs from {earlier}"
-    ua, ub = a["utility"], b["utility"]
-    assert set(ua) == set(ub)
-    for key in ua:
-        if key == "frechet":
-            assert math.isclose(ua[key]["value"], ub[key]["value"], rel_tol=1e-4), (later, ua[key], ub[key])
-            assert {k: v for k, v in ua[key].items() if k != "value"} == {k: v for k, v in ub[key].items() if k != "value"}
-        else:
-            assert ua[key] == ub[key], f"{later}: utility {key} differs from {earlier}"
+        assert b["probes"][probe]["rates"] == section["rates"], f"{later}: probe {probe}'s counts differ from {earlier}"
+        assert differences(section, b["probes"][probe]) == [], f"{later}: probe {probe} differs from {earlier}"
+    assert b["utility"]["retain"] == a["utility"]["retain"]
+    assert differences(a["utility"], b["utility"]) == [], f"{later}: utility differs from {earlier}"
