@@ -39,7 +39,15 @@ def test_a_fresh_cache_reads_the_shipped_file_without_loading_the_digits(clf, tm
     mu, cov = utility.reference_statistics(unit, clf)
     shipped = utility.shipped_reference_statistics(clf)
     assert np.array_equal(mu, shipped["mean"].numpy()) and np.array_equal(cov, shipped["cov"].numpy())
-    again = utility.reference_statistics(unit, clf)  # now from the cache
+    assert not any((tmp_path / "cache").rglob("*.safetensors"))  # the shipped file is read, not copied
+
+
+def test_without_the_shipped_file_the_statistics_are_computed_once_and_cached(clf, tmp_path, monkeypatch):
+    monkeypatch.setattr(utility, "shipped_reference_statistics", lambda clf: None)
+    unit = SimpleNamespace(cache=Cache(tmp_path / "cache"))
+    mu, cov = utility.reference_statistics(unit, clf)
+    monkeypatch.setattr(utility, "load_split", lambda: (_ for _ in ()).throw(AssertionError("computed twice")))
+    again = utility.reference_statistics(unit, clf)  # from the cache
     assert np.array_equal(again[0], mu) and np.array_equal(again[1], cov)
 
 

@@ -91,7 +91,8 @@ def best_of_variants(unit: ProbeContext, probe: str, p, grid: list[dict], draw) 
         "params": registry.recorded(p),
         "rates": unit.rates(scored),
         "variant_rates": unit.rates(records),  # every variant judged on its own
-        "grid": [settings | {"k": sum(g[j]["hit"] for g in groups), "n": len(groups)} for j, settings in enumerate(grid)],
+        "grid": [settings | {"k": sum(group[j]["hit"] for group in groups), "n": len(groups)}
+                 for j, settings in enumerate(grid)],
         "per_prompt": [{"prompt_id": b["row"].id, "best_variant": b["variant"], **{k: b[k] for k in grid[0]},
                         "variants_hit": sum(rec["hit"] for rec in group)} for b, group in zip(best, groups)],
         "cost": cost_record(len(records), p.steps),
