@@ -23,10 +23,14 @@ demo: $(VENV)/.installed
 # evaluation subprocess drawing on one thread, so two processes fill a 2-core machine (10m30s -> 7m18s here).
 # TEST_MARKS selects the tests (default: all but the slow, GPU and benchmark ones); `make test TEST_MARKS='not gpu
 # and not benchmark'` runs the slow ones in the same session (not yet timed as a whole CI: .ci/run keeps two steps).
+# Two workers on two cores oversubscribe them (a worker's in-process training uses torch's threads, and its
+# evaluations run jobs side by side): OpenMP's default spin-wait then burns the other worker's CPU, so the
+# tests run with OMP_WAIT_POLICY=PASSIVE (numbers do not depend on it; measured in docs/performance.md).
 TEST_WORKERS ?= 2
 TEST_MARKS ?= not slow and not gpu and not benchmark
+TEST_ENV := OMP_WAIT_POLICY=PASSIVE
 test: $(VENV)/.installed chromium
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "$(TEST_MARKS)"
+	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "$(TEST_MARKS)"
 
 # The leaderboard's browser tests need a Chromium; as root on Debian it is installed, otherwise we say how.
 chromium:
@@ -36,7 +40,7 @@ chromium:
 	  else echo "The browser tests need Chromium: install it (Debian: sudo apt-get install chromium)." >&2; exit 1; fi; }
 
 test-slow: $(VENV)/.installed
-	$(BIN)/pytest -m slow -n $(TEST_WORKERS) --dist loadfile
+	$(TEST_ENV) $(BIN)/pytest -m slow -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.installed
 	MEMORA_BENCH_SHORT=1 $(BIN)/pytest -m benchmark -p no:cacheprovider --benchmark-json=runs/benchmark.json
