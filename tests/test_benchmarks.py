@@ -179,13 +179,19 @@ def test_memora_stage_cost(benchmark, pipe, memora_inputs, stage):
     benchmark.extra_info.update(stage=stage, seconds=round(benchmark.stats.stats.min, 3))
 
 
+@pytest.fixture(scope="module")
+def workload_images(pipe):
+    """The workload's images, drawn once for both classifiers."""
+    prompts, seeds = _workload()
+    return generate(pipe, prompts, seeds, GenerationConfig())
+
+
 @pytest.mark.parametrize("name", ["mini-digit", "nudenet"])
-def test_classifier_throughput(benchmark, pipe, name):
+def test_classifier_throughput(benchmark, workload_images, name):
     """Images per second through a task classifier (the miniature digit classifier, NudeNet's shipped detector)."""
     from memora_bench.classifiers.registry import load_classifier
 
-    prompts, seeds = _workload()
-    images = generate(pipe, prompts, seeds, GenerationConfig())
+    images = workload_images
     clf = load_classifier(name)
     if name == "nudenet":
         images = images[:8]  # a detector at 320 px: a few images give a stable rate
