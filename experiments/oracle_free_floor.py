@@ -10,6 +10,11 @@ embedding is first learnt on the attacked model by concept inversion's textual i
 concept_inversion parameters, the card's templates and initializer) from 25 other real mirrored nines, so that
 the glyph's word is a trained one, as the oracle's word for the erased concept is.
 
+FLOOR_DIGIT=7 FLOOR_WORD=same (session 23): the *mirrored concept* named by the concept's own words, a
+difficulty-matched novel shape (same strokes, another symbol). The idea: a model that truly forgot the concept
+learns it about as fast as its mirror image, while hidden knowledge speeds up the concept only; the
+submission's own mirror curve would then be its floor, with no oracle.
+
 usage: oracle_free_floor.py TASK SUBMISSION [SUBMISSION ...]  -> runs/floor/<word>/<task>/<submission>.json
 """
 import json
@@ -34,7 +39,9 @@ from memora_bench.probes import concept_inversion, memora
 from memora_bench.specs import PromptRow, load_submission, load_suite, load_task
 
 import os
-WORD, DIGIT, SEED = os.environ.get("FLOOR_WORD", "zeta"), 9, 20261203  # FLOOR_WORD=same: keep the concept's words
+WORD, SEED = os.environ.get("FLOOR_WORD", "zeta"), 20261203  # FLOOR_WORD=same: keep the concept's words
+DIGIT = int(os.environ.get("FLOOR_DIGIT", "9"))  # FLOOR_DIGIT=7: mirrored sevens (the glyph judge works for 3, 7, 9)
+GLYPH = "mirrored-nine" if DIGIT == 9 else f"mirrored-{DIGIT}"
 clf = load_digit()
 
 
@@ -42,6 +49,13 @@ def glyph_hits(images):
     x = np.stack(images)
     p0, pm = clf.probs(x), clf.probs(x[:, :, ::-1].copy())
     return (pm.argmax(1) == DIGIT) & (pm.max(1) >= 0.5) & (p0.argmax(1) != DIGIT)
+
+
+def concept_hits(images, digit=None):
+    """Images the digit classifier judges to be the (unmirrored) digit: top-1 and p >= 0.5."""
+    p0 = clf.probs(np.stack(images))
+    d = DIGIT if digit is None else digit
+    return (p0.argmax(1) == d) & (p0.max(1) >= 0.5)
 
 
 def swap(text, words):
@@ -55,13 +69,13 @@ def swap(text, words):
 
 def sources(n, skip=0):
     split = load_split()
-    nines = split.train_images[split.train_labels == DIGIT]
+    nines = split.train_images[split.train_labels == DIGIT]  # (of the digit DIGIT)
     pick = np.random.default_rng(SEED).choice(len(nines), n + skip, replace=False)[skip:]
     out = []
     for i in pick:
         g = (nines[i][:, ::-1] * 255).round().astype(np.uint8)
         rgb = np.repeat(g[:, :, None], 3, axis=2)
-        out.append({"image": rgb, "image_key": cache_key({"glyph": "mirrored-nine", "train_index": int(i)})})
+        out.append({"image": rgb, "image_key": cache_key({"glyph": GLYPH, "train_index": int(i)})})
     return out
 
 
@@ -72,7 +86,7 @@ def main():
     cache = Cache(Path(".cache/memora-bench"))
     install(cache, suite, task)
     p = memora.parse_params(dict(next(q for q in suite.probes if q.name == "memora").params))
-    out_dir = Path("runs/floor") / WORD / task_name
+    out_dir = Path("runs/floor") / (WORD if DIGIT == 9 else f"{WORD}-{GLYPH}") / task_name
     out_dir.mkdir(parents=True, exist_ok=True)
     originals = sources(2 * len(p.seed_pairs))
     attack = task_prompts(task, "attack_prompts")
@@ -112,19 +126,23 @@ def main():
                     model = attacked if b == 0 else memora.recovered_model(ctx, attacked, [ckpts[b]], p)
                     recs = ctx.images(rows, "memora_floor", model=model)
                     curve.append(glyph_hits([r["image"] for r in recs]).astype(int).tolist())
+                    concept_curve.setdefault(seed, []).append(int(concept_hits([r["image"] for r in recs]).sum()))
                     if b == max(p.budgets) and seed == p.attack_seeds[0]:
                         last[:] = [r["image"] for r in recs]
                 return curve
             last: list = []
+            concept_curve: dict = {}  # seed -> per budget: images judged the concept itself (top-1, p >= 0.5)
             curves = ctx.side_by_side([lambda s=s: seed_curve(s) for s in p.attack_seeds])
             report["concepts"][concept.name] = {
                 "glyph_prompt": glyph.prompt, "eval_prompts": [r.prompt for r in rows],
                 "training_images_glyph": f"{train_hits}/{len(images)}",
                 "hits": curves,  # [seed][budget][prompt]
                 "curve": [int(sum(sum(c[j]) for c in curves)) for j in range(len(p.budgets))],
-                "n": len(rows) * len(p.attack_seeds), "budgets": list(p.budgets)}
+                "n": len(rows) * len(p.attack_seeds), "budgets": list(p.budgets),
+                "concept_curve": [sum(concept_curve[s][j] for s in p.attack_seeds) for j in range(len(p.budgets))]}
             print(name, concept.name, "training", train_hits, "/", len(images), "curve",
-                  report["concepts"][concept.name]["curve"], "of", report["concepts"][concept.name]["n"], flush=True)
+                  report["concepts"][concept.name]["curve"], "of", report["concepts"][concept.name]["n"],
+                  "concept itself", report["concepts"][concept.name]["concept_curve"], flush=True)
             grid = np.concatenate([np.concatenate(images[:16], axis=1), np.concatenate(last, axis=1),
                                    np.concatenate([o["image"] for o in originals] + [o["image"] for o in ti_images][:10], axis=1)])
             Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(
