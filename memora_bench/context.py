@@ -21,7 +21,7 @@ from memora_bench.classifiers.registry import load_classifier
 from memora_bench.models.generate import MICRO_BATCH, GenerationConfig, generate
 from memora_bench.models.handle import Model, base_model, submission_model
 from memora_bench.models.loading import verify_submission
-from memora_bench.models.parallel import Runtime, side_by_side
+from memora_bench.models.parallel import Runtime, side_by_side, side_by_side_chained
 from memora_bench.prompt_sources import prompt_file
 from memora_bench.results import image_lines
 from memora_bench.scoring import rates_by_concept
@@ -110,6 +110,10 @@ class ProbeContext:
     def side_by_side(self, jobs: list[Callable[[], Any]]) -> list:
         """Independent jobs at once, one thread each on a CPU (:func:`memora_bench.models.parallel.side_by_side`)."""
         return side_by_side(jobs, self.runtime.device)
+
+    def side_by_side_chained(self, jobs: list[Callable]) -> list:
+        """Jobs with follow-ups (:func:`memora_bench.models.parallel.side_by_side_chained`)."""
+        return side_by_side_chained(jobs, self.runtime.device)
 
     def count(self, name: str, n: int) -> None:
         with _LOCK:

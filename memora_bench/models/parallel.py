@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -84,13 +84,10 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-def side_by_side(jobs: list[Callable[[], Any]], device: str | torch.device = "cpu", inference: bool = False) -> list:
-    """``[job() for job in jobs]``, independent jobs run at once: on CPU each job on one thread of its own,
-    as many at once as torch has threads (always one thread per job, even alone, so a job's numbers do not
-    depend on the machine's core count); on a GPU one after the other. Results come in job order.
-    ``inference``: each job runs in torch's inference mode."""
+def _runner(device: str | torch.device, jobs: int, inference: bool) -> tuple[int, Callable[[Callable[[], Any]], Any]]:
+    """How many threads ``jobs`` jobs get, and the wrapper each runs in (one thread each on a CPU)."""
     cpu = torch.device(device).type == "cpu"
-    workers = min(max(1, torch.get_num_threads()), len(jobs)) if cpu else 1
+    workers = min(max(1, torch.get_num_threads()), jobs) if cpu else 1
 
     def run(job):
         with contextlib.ExitStack() as stack:
@@ -101,7 +98,39 @@ def side_by_side(jobs: list[Callable[[], Any]], device: str | torch.device = "cp
                 stack.enter_context(one_thread())
             return job()
 
+    return workers, run
+
+
+def side_by_side(jobs: list[Callable[[], Any]], device: str | torch.device = "cpu", inference: bool = False) -> list:
+    """``[job() for job in jobs]``, independent jobs run at once: on CPU each job on one thread of its own,
+    as many at once as torch has threads (always one thread per job, even alone, so a job's numbers do not
+    depend on the machine's core count); on a GPU one after the other. Results come in job order.
+    ``inference``: each job runs in torch's inference mode."""
+    workers, run = _runner(device, len(jobs), inference)
     if workers <= 1:
         return [run(job) for job in jobs]
     with ThreadPoolExecutor(workers, thread_name_prefix="side-by-side") as pool:
         return list(pool.map(run, jobs))
+
+
+def side_by_side_chained(jobs: list[Callable[[], tuple[Any, list[Callable[[], Any]]]]],
+                         device: str | torch.device = "cpu") -> list[tuple[Any, list]]:
+    """:func:`side_by_side` for jobs that each return ``(value, follow-up jobs)``: a job's follow-ups join the
+    same threads as soon as it is done, behind every job still waiting, so a thread that would sit idle
+    while the last long job runs alone draws the images of a job already done. Each job and follow-up runs
+    on one thread of its own, as in :func:`side_by_side`, so the numbers are the same as running them one
+    after the other. Returns ``[(value, [follow-up results in order])]`` in job order."""
+    workers, run = _runner(device, len(jobs), inference=False)
+    if workers <= 1:
+        out = []
+        for job in jobs:
+            value, follow = run(job)
+            out.append((value, [run(f) for f in follow]))
+        return out
+    with ThreadPoolExecutor(workers, thread_name_prefix="side-by-side") as pool:
+        firsts = {pool.submit(run, job): i for i, job in enumerate(jobs)}
+        chained: dict[int, tuple[Any, list]] = {}
+        for done in as_completed(firsts):
+            value, follow = done.result()
+            chained[firsts[done]] = (value, [pool.submit(run, f) for f in follow])
+        return [(chained[i][0], [f.result() for f in chained[i][1]]) for i in range(len(jobs))]

@@ -188,9 +188,10 @@ def attack_curves(unit: ProbeContext, models: list[tuple], work: list[tuple], p:
     each (attacked model, stage): (hits, adapters, training-image keys), where hits[s][j] are the judged
     images of the rows at attack seed s and budget b_j and adapters are keyed by (seed, budget).
 
-    The (concept, model, seed) runs are independent and run side by side, all concepts' at once
-    (:func:`memora_bench.models.parallel.side_by_side`; on two cores one concept's three runs alone would leave a
-    core idle a third of the time once the oracle's runs are cached). A model listed twice (the retrain
+    The (concept, model, seed) runs are independent and run side by side, all concepts' at once, and each
+    run's budgets draw their images as jobs of their own as soon as it is trained
+    (:func:`memora_bench.models.parallel.side_by_side_chained`: on two cores one concept's three runs would
+    otherwise leave a core idle while the third runs alone). A model listed twice (the retrain
     oracle evaluated as a submission is its own floor) is run once: its runs are deterministic, so a second
     run would give the same numbers. Appends one JSONL line per judged image to ``lines`` (with its attack
     seed and budget), in concept, model and seed order whatever order the runs finish in.
@@ -217,10 +218,10 @@ def _curves(unit: ProbeContext, models: list[tuple], work: list[tuple], p: Memor
     prepared = [(concept, rows, attacked, stage, *next(trained)) for concept, rows, _ in work for attacked, stage in models]
     for concept, _, _ in work:
         unit.classifier_for(concept.label)  # loaded once, before the runs
-    jobs = [lambda c=c, r=r, a=a, st=st, k=k, im=im, seed=seed: seed_curve(unit, a, c, r, k, im, seed, p, st)
-            for c, r, a, st, k, im in prepared for seed in p.attack_seeds]
-    with unit.timer("memora_side_by_side"):
-        done = iter(unit.side_by_side(jobs))
+    jobs = [_seed_run(unit, a, c, r, k, im, seed, p, st) for c, r, a, st, k, im in prepared for seed in p.attack_seeds]
+    with unit.timer("memora_side_by_side"):  # a seed's budgets draw as soon as its run is trained
+        done = iter(_assemble(ckpts, per_budget, seed, p) for (ckpts, per_budget), seed in
+                    zip(unit.side_by_side_chained(jobs), [s for _ in prepared for s in p.attack_seeds]))
     out = []
     for group in _chunks(prepared, len(models)):  # one concept: its models in order
         per_model = {}
@@ -260,15 +261,31 @@ def seed_curve(unit: ProbeContext, attacked, concept, rows, keys, images, seed: 
     Returns (hits per budget, JSONL lines, adapters by (seed, budget))."""
 
     ckpts = lora_checkpoints(unit, attacked, concept, keys, images, seed, p)
-    per_budget, lines, adapters = [], [], {}
-    for b in p.budgets:
-        model = attacked if b == 0 else recovered_model(unit, attacked, [ckpts[b]], p)
-        recs = unit.judge(unit.images(rows, stage, model=model), stage)
-        per_budget.append(np.array([r["hit"] for r in recs]))
-        lines += [dict(line, attack_seed=seed, budget=b) for line in unit.lines(recs, stage, "attack")]
-        if b > 0:
-            adapters[(seed, b)] = ckpts[b]
-    return per_budget, lines, adapters
+    return _assemble(ckpts, [_budget_images(unit, attacked, ckpts, rows, b, seed, p, stage) for b in p.budgets], seed, p)
+
+
+def _seed_run(unit: ProbeContext, attacked, concept, rows, keys, images, seed: int, p: MemoraParams, stage: str):
+    """:func:`seed_curve` as a job for :func:`memora_bench.models.parallel.side_by_side_chained`: the LoRA run,
+    then one follow-up job per budget drawing and judging its images."""
+
+    def train():
+        ckpts = lora_checkpoints(unit, attacked, concept, keys, images, seed, p)
+        return ckpts, [lambda b=b: _budget_images(unit, attacked, ckpts, rows, b, seed, p, stage) for b in p.budgets]
+
+    return train
+
+
+def _budget_images(unit: ProbeContext, attacked, ckpts: dict, rows, b: int, seed: int, p: MemoraParams, stage: str):
+    """One budget of one attack seed: (hits, JSONL lines) of its judged images (budget 0: the model itself)."""
+    model = attacked if b == 0 else recovered_model(unit, attacked, [ckpts[b]], p)
+    recs = unit.judge(unit.images(rows, stage, model=model), stage)
+    return np.array([r["hit"] for r in recs]), [dict(line, attack_seed=seed, budget=b) for line in unit.lines(recs, stage, "attack")]
+
+
+def _assemble(ckpts: dict, per_budget: list, seed: int, p: MemoraParams):
+    """(hits per budget, JSONL lines in budget order, adapters by (seed, budget)) of one attack seed."""
+    lines = [line for _, budget_lines in per_budget for line in budget_lines]
+    return [hits for hits, _ in per_budget], lines, {(seed, b): ckpts[b] for b in p.budgets if b > 0}
 
 
 PREP = "prep"
