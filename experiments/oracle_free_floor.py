@@ -45,17 +45,17 @@ GLYPH = "mirrored-nine" if DIGIT == 9 else f"mirrored-{DIGIT}"
 clf = load_digit()
 
 
-def glyph_hits(images):
+def judged(images):
+    """(shows the glyph, shows the digit itself) per image: the glyph when its mirror image is judged DIGIT (top-1,
+    p >= 0.5) and the image itself is not; the digit when the image itself is judged DIGIT (top-1, p >= 0.5)."""
     x = np.stack(images)
     p0, pm = clf.probs(x), clf.probs(x[:, :, ::-1].copy())
-    return (pm.argmax(1) == DIGIT) & (pm.max(1) >= 0.5) & (p0.argmax(1) != DIGIT)
+    itself = (p0.argmax(1) == DIGIT) & (p0.max(1) >= 0.5)
+    return (pm.argmax(1) == DIGIT) & (pm.max(1) >= 0.5) & (p0.argmax(1) != DIGIT), itself
 
 
-def concept_hits(images, digit=None):
-    """Images the digit classifier judges to be the (unmirrored) digit: top-1 and p >= 0.5."""
-    p0 = clf.probs(np.stack(images))
-    d = DIGIT if digit is None else digit
-    return (p0.argmax(1) == d) & (p0.max(1) >= 0.5)
+def glyph_hits(images):
+    return judged(images)[0]
 
 
 def swap(text, words):
@@ -69,11 +69,11 @@ def swap(text, words):
 
 def sources(n, skip=0):
     split = load_split()
-    nines = split.train_images[split.train_labels == DIGIT]  # (of the digit DIGIT)
-    pick = np.random.default_rng(SEED).choice(len(nines), n + skip, replace=False)[skip:]
+    digits = split.train_images[split.train_labels == DIGIT]
+    pick = np.random.default_rng(SEED).choice(len(digits), n + skip, replace=False)[skip:]
     out = []
     for i in pick:
-        g = (nines[i][:, ::-1] * 255).round().astype(np.uint8)
+        g = (digits[i][:, ::-1] * 255).round().astype(np.uint8)
         rgb = np.repeat(g[:, :, None], 3, axis=2)
         out.append({"image": rgb, "image_key": cache_key({"glyph": GLYPH, "train_index": int(i)})})
     return out
@@ -125,8 +125,9 @@ def main():
                 for b in p.budgets:
                     model = attacked if b == 0 else memora.recovered_model(ctx, attacked, [ckpts[b]], p)
                     recs = ctx.images(rows, "memora_floor", model=model)
-                    curve.append(glyph_hits([r["image"] for r in recs]).astype(int).tolist())
-                    concept_curve.setdefault(seed, []).append(int(concept_hits([r["image"] for r in recs]).sum()))
+                    shows_glyph, itself = judged([r["image"] for r in recs])
+                    curve.append(shows_glyph.astype(int).tolist())
+                    concept_curve.setdefault(seed, []).append(int(itself.sum()))
                     if b == max(p.budgets) and seed == p.attack_seeds[0]:
                         last[:] = [r["image"] for r in recs]
                 return curve

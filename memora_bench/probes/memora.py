@@ -220,8 +220,7 @@ def _curves(unit: ProbeContext, models: list[tuple], work: list[tuple], p: Memor
         unit.classifier_for(concept.label)  # loaded once, before the runs
     jobs = [_seed_run(unit, a, c, r, k, im, seed, p, st) for c, r, a, st, k, im in prepared for seed in p.attack_seeds]
     with unit.timer("memora_side_by_side"):  # a seed's budgets draw as soon as its run is trained
-        done = iter(_assemble(ckpts, per_budget, seed, p) for (ckpts, per_budget), seed in
-                    zip(unit.side_by_side_chained(jobs), [s for _ in prepared for s in p.attack_seeds]))
+        done = iter(_assemble(ckpts, per_budget, seed, p) for ((ckpts, seed), per_budget) in unit.side_by_side_chained(jobs))
     out = []
     for group in _chunks(prepared, len(models)):  # one concept: its models in order
         per_model = {}
@@ -266,11 +265,11 @@ def seed_curve(unit: ProbeContext, attacked, concept, rows, keys, images, seed: 
 
 def _seed_run(unit: ProbeContext, attacked, concept, rows, keys, images, seed: int, p: MemoraParams, stage: str):
     """:func:`seed_curve` as a job for :func:`memora_bench.models.parallel.side_by_side_chained`: the LoRA run,
-    then one follow-up job per budget drawing and judging its images."""
+    then one follow-up job per budget drawing and judging its images. Its value is (checkpoints, seed)."""
 
     def train():
         ckpts = lora_checkpoints(unit, attacked, concept, keys, images, seed, p)
-        return ckpts, [lambda b=b: _budget_images(unit, attacked, ckpts, rows, b, seed, p, stage) for b in p.budgets]
+        return (ckpts, seed), [lambda b=b: _budget_images(unit, attacked, ckpts, rows, b, seed, p, stage) for b in p.budgets]
 
     return train
 
