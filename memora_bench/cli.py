@@ -211,15 +211,20 @@ def build_cli() -> argparse.ArgumentParser:
     bt.add_argument("results", help="a results folder (<submission>/<task>.json), e.g. results/mini-v1")
     bt.add_argument("--write", metavar="DOC", default=None,
                     help="replace the table between the markers of this file (e.g. docs/baselines.md)")
-    bt.add_argument("--only", choices=("plain", "memora", "adversarial", "verdict", "timing", "probe-effect"),
+    bt.add_argument("--only", choices=("plain", "memora", "adversarial", "verdict", "timing", "probe-effect",
+                                       "oracle-free"),
                     default=None,
                     help="only the plain-probe table, the MemoRa table, the adversarial-probe table or the verdict "
                          "table (default: each that the results have); timing: one submission's suite time per "
                          "task and each part's share, for docs/performance.md; probe-effect: what the probes "
-                         "that --since's suite lacks change in every headline, for docs/scoring.md (these two "
-                         "only when asked)")
+                         "that --since's suite lacks change in every headline, for docs/scoring.md; "
+                         "oracle-free: every label made again with a zero floor in the retrain oracle's place "
+                         "over MemoRa's budgets up to --cap, beside the oracle-based one, for docs/scoring.md "
+                         "(these three only when asked)")
     bt.add_argument("--since", metavar="SUITE", default=None,
                     help="with --only probe-effect: the earlier suite version (e.g. mini-v4)")
+    bt.add_argument("--cap", type=int, default=None, metavar="BUDGET",
+                    help="with --only oracle-free: the largest MemoRa budget compared with the zero floor")
     return parser
 
 

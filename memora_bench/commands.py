@@ -273,7 +273,8 @@ def _headlines(data: dict, references: dict) -> dict:
             "label": h["headline"], "decided_by": h["decided_by"], "memora_label": h["memora_label"],
             "index": None if v is None else v.index,
             "index_interval": None if v is None or v.index_interval is None else list(v.index_interval),
-            "oracle_result": oracle is not None, "original_result": original is not None}
+            "oracle_result": oracle is not None, "original_result": original is not None,
+            **({"floor": h["floor"]} if "floor" in h else {})}
     return out
 
 
@@ -392,6 +393,8 @@ def _table(summary: dict) -> str:
             if h["index"] is not None:
                 lo, hi = h["index_interval"] or (None, None)
                 text += f", index {_two(h['index'])} [{_two(lo)}, {_two(hi)}]"
+            if "floor" in h:
+                text += f"; no retrain oracle: against a {h['floor']}"
             if h["label"] == "undefined":
                 text += ("; needs the retrain oracle's result on this task under this suite: "
                          "memora-bench evaluate oracle original --suite ... --out <this folder>")

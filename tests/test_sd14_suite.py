@@ -13,7 +13,7 @@ from memora_bench.specs import load_suite, load_task
 SD14_REVISION = "133a221b8aa7292a167afc5127cb63fb5005638b"
 
 
-@pytest.fixture(scope="module", params=["sd14-v1", "sd14-v2"])
+@pytest.fixture(scope="module", params=["sd14-v1", "sd14-v2", "sd14-v3"])
 def suite(request):
     return load_suite(repo_root() / "benchmark" / f"{request.param}.yaml")
 
@@ -41,7 +41,7 @@ def test_probe_parameters_parse(suite):
     params = {p.name: dict(p.params) for p in suite.probes}
     if suite.name == "sd14-v1":
         assert set(params) == {"plain", "unlearndiffatk", "memora"}
-    else:  # sd14-v2: all five probes; concept inversion as the reference's train.sh runs textual inversion
+    else:  # sd14-v2 on: all five probes; concept inversion as the reference's train.sh runs textual inversion
         assert set(params) == {"plain", "unlearndiffatk", "memora", "ringabell", "concept_inversion"}
         ci = concept_inversion.parse_params(params["concept_inversion"])
         assert (ci.steps, ci.batch_size, ci.accumulation, ci.lr) == (5000, 4, 4, 0.005)
@@ -51,11 +51,13 @@ def test_probe_parameters_parse(suite):
     m = memora.parse_params(params["memora"])
     assert (m.start_step, m.interpolation, m.rank, m.alpha, m.accumulation) == (15, 10, 4, 4, 4)
     assert m.seed_pairs == ((1805, 2821), (1405, 2421), (1705, 2721))
+    # sd14-v3: a label without a retrain oracle, against a zero floor up to the reference's 10 LoRA steps
+    assert (m.score, m.oracle_free_cap) == (("excess", 10) if suite.name == "sd14-v3" else ("memory-index", None))
 
 
 def test_cli_validate_accepts_the_sd14_cards(capsys):
     from memora_bench.cli import main
 
-    paths = [str(repo_root() / "benchmark" / f"sd14-v{v}.yaml") for v in (1, 2)] + [
+    paths = [str(repo_root() / "benchmark" / f"sd14-v{v}.yaml") for v in (1, 2, 3)] + [
         str(p) for p in sorted((repo_root() / "tasks").glob("sd14-*.yaml"))]
     assert main(["validate", *paths]) == 0, capsys.readouterr()

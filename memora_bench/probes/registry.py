@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -50,8 +51,11 @@ class MemoraParams:
     score: str = "memory-index"  # or "excess": per-budget exact tests and the excess (memora_bench/verdict.py)
     stm_excess: float = 0.5  # score "excess": STM when a significant comparison's excess is at least this
     family_alpha: float = 0.05  # score "excess": the family-wise error rate over a concept's comparisons
+    # sd14-v3: a task without a retrain oracle is labelled against a zero floor over MemoRa's budgets up to this
+    # (memora_bench/verdict.py, oracle_free_headlines); None: such a task's label is "undefined"
+    oracle_free_cap: int | None = None
 
-    RECORDED_WHEN_SET = ("schedule", "score", "stm_excess", "family_alpha")
+    RECORDED_WHEN_SET = ("schedule", "score", "stm_excess", "family_alpha", "oracle_free_cap")
 
     def problems(self) -> list[str]:
         out = []
@@ -63,6 +67,9 @@ class MemoraParams:
             out.append("family_alpha must be in (0, 1) and stm_excess in (0, 1]")
         if not self.budgets or list(self.budgets) != sorted(set(self.budgets)) or self.budgets[0] != 0:
             out.append(f"budgets must be increasing and start at 0, got {list(self.budgets)}")
+        if self.oracle_free_cap is not None and (self.score != "excess" or self.oracle_free_cap not in self.budgets):
+            out.append(f"oracle_free_cap must be one of the budgets {list(self.budgets)} under score 'excess', "
+                       f"got {self.oracle_free_cap!r} (score {self.score!r})")
         if not set(self.headline_budgets) <= set(self.budgets):
             out.append(f"headline_budgets {list(self.headline_budgets)} must be among the budgets {list(self.budgets)}")
         if not 0 <= self.start_step < self.steps:
@@ -293,6 +300,9 @@ class ParamError(ValueError):
 def _convert(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
     """``value`` checked against the type ``hint`` (lists become tuples); a mismatch is a problem."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:  # "X | None": null, or an X
+        rest = [a for a in args if a is not type(None)]
+        return None if value is None else _convert(value, rest[0], where, problems)
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:

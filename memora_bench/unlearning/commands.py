@@ -14,6 +14,7 @@ from memora_bench.exits import EXIT_BAD_INPUT, EXIT_OK
 from memora_bench.paths import repo_root
 from memora_bench.specs import SpecError, load_suite
 from memora_bench.unlearning import control_table, table
+from memora_bench.unlearning import oracle_free_table as oft
 from memora_bench.unlearning.build import MINI_TASKS, BuildBusy, build, folder_name
 from memora_bench.unlearning.controls import TeachParams, build_ladder
 from memora_bench.unlearning.registry import RECIPES
@@ -87,6 +88,8 @@ def table_cmd(args) -> int:
                                f"timing table of {len(timing)} results")
     if args.only == "probe-effect":  # docs/scoring.md: what a suite version's added probes change
         return _probe_effect(results, args)
+    if args.only == "oracle-free":  # docs/scoring.md: the zero floor validated against the retrain oracle
+        return _oracle_free(results, args)
     rows = table.rows(results, repo_root() / "baselines")
     if not rows:
         print(f"error: no result files under {results} (<submission>/<task>.json)", file=sys.stderr)
@@ -152,6 +155,20 @@ def _probe_effect(results: Path, args) -> int:
         return EXIT_BAD_INPUT
     return _print_or_write(table.probe_effect_markdown(rows), args.write, table.EFFECT_BEGIN, table.EFFECT_END,
                            f"probe-effect table of {len(rows)} rows ({', '.join(new)})")
+
+
+def _oracle_free(results: Path, args) -> int:
+    by_cap = oft.agreement_by_cap(results)
+    if not by_cap:
+        print(f"error: no result under {results} is labelled against the retrain oracle's result beside it",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.cap not in by_cap:
+        print(f"error: --only oracle-free needs --cap, one of MemoRa's budgets {sorted(by_cap)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rows = oft.oracle_free_rows(results, repo_root() / "baselines", args.cap)
+    text = oft.oracle_free_markdown(rows, args.cap, by_cap, oft.leave_one_task_out(by_cap))
+    return _print_or_write(text, args.write, *oft.MARKERS, f"oracle-free table of {len(rows)} rows (cap {args.cap})")
 
 
 def _print_or_write(text: str, write: str | None, begin: str, end: str, what: str) -> int:
