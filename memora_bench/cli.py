@@ -22,6 +22,7 @@ COMMANDS = {
     "init": "memora_bench.commands:init",
     "ls": "memora_bench.commands:ls",
     "ringabell": "memora_bench.commands:ringabell",
+    "pin": "memora_bench.commands:pin",
     "compare": "memora_bench.compare:main",
     "leaderboard": "memora_bench.leaderboard.build:main",
     "world": "memora_bench.world.commands:run",
@@ -123,6 +124,10 @@ def build_cli() -> argparse.ArgumentParser:
     rab.add_argument("--generations", type=int, default=3000, help="genetic search generations (default 3000)")
     rab.add_argument("--prompts", type=int, default=10, help="base prompts per concept (default 10)")
     rab.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the shipped files)")
+
+    pin = sub.add_parser("pin", help="fetch a task's unpinned prompt sets (network access needed), convert them and "
+                                     "write their sha256 into the card")
+    pin.add_argument("task", help="task name or card path")
 
     ls = sub.add_parser("ls", help="list tasks, probes, submissions or suites")
     ls.add_argument("what", choices=["tasks", "probes", "submissions", "suites"])

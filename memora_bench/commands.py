@@ -21,6 +21,7 @@ from memora_bench.paths import DEFAULT_SUITE, repo_root
 from memora_bench.probes import ringabell as ringabell_probe
 from memora_bench.probes.registry import PROBES, is_adversarial
 from memora_bench.probes.registry import title as probe_title
+from memora_bench.prompt_sources import PromptSourceError, pin_card
 from memora_bench.results import ResultError, load_result
 from memora_bench.runner import evaluate as run_evaluation
 from memora_bench.scoring import is_original, is_retrain_oracle
@@ -28,11 +29,13 @@ from memora_bench.submit import SubmitError, make_submission, resolve_model
 from memora_bench.timing import CoreUse
 from memora_bench.specs import (
     COMPONENTS,
+    UNPINNED,
     SpecError,
     load_submission,
     load_suite,
     load_task,
     read_yaml_file,
+    unpinned_sets,
 )
 from memora_bench.verdict import concept_headlines
 
@@ -148,9 +151,16 @@ def plan(args) -> Plan:
                                 f"{Path(suite.path).resolve().parent.parent / 'tasks' / (name + '.yaml')} and {card})")
                 continue
             try:
-                tasks.append(load_task(card))
+                task = load_task(card)
             except SpecError as err:
                 problems += err.problems
+                continue
+            tasks.append(task)
+            problems += [f"task {task.name}: its {key.replace('_', ' ')} are not pinned yet (the card says "
+                         f"'sha256: {UNPINNED}': where it was written the upstream file could not be fetched "
+                         f"byte-exact); on a machine with network access run `memora-bench pin {task.name}`, "
+                         f"which fetches and converts it and writes its sha256 into {card}"
+                         for key in unpinned_sets(task)]
         if args.probes:
             wanted = [p for p in args.probes.split(",") if p]
             have = [p.name for p in suite.probes]
@@ -420,13 +430,16 @@ def validate(args) -> int:
         + evaluable_submissions()
     )
     problems: list[str] = []
+    notes: list[str] = []
     checked = 0
     for path in paths:
         kind = _kind_of(path)
         checked += 1
         try:
             if kind == "task":
-                load_task(path)
+                notes += [f"note: {path}: its {key.replace('_', ' ')} are not pinned yet; evaluation refuses the task "
+                          f"until `memora-bench pin {path.stem}` has run on a machine with network access"
+                          for key in unpinned_sets(load_task(path))]
             elif kind == "suite":
                 suite = load_suite(path)
                 for t in suite.tasks:
@@ -448,9 +461,11 @@ def validate(args) -> int:
         except miniworld.WorldError as err:
             problems.append(str(err))
     if args.json:
-        print(json.dumps({"checked": checked, "problems": problems}, indent=2))
+        print(json.dumps({"checked": checked, "problems": problems, "notes": notes}, indent=2))
     else:
         _err(problems)
+        for note in notes:
+            print(note)
         print(f"checked {checked} file(s): {len(problems)} problem(s)")
     return EXIT_BAD_INPUT if problems else EXIT_OK
 
@@ -537,6 +552,26 @@ def ls(args) -> int:
                 continue
             bits.append(f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}")
         print(f"{r['name']:32s} {'; '.join(bits)}")
+    return EXIT_OK
+
+
+def pin(args) -> int:
+    """Pin a card's prompt sets published elsewhere (``sha256: unpinned``): fetch, convert, write the sha256."""
+    try:
+        card = resolve("task", args.task)
+        load_task(card)
+        pinned = pin_card(card)
+        load_task(card)  # the pinned card loads, and its fetched sets read back under their sha256
+    except SpecError as err:
+        _err(err.problems)
+        return EXIT_BAD_INPUT
+    except (PromptSourceError, OSError, TypeError) as err:
+        _err([f"{args.task}: {err}"])
+        return EXIT_BAD_INPUT
+    if not pinned:
+        print(f"{card}: nothing to pin (no prompt set says 'sha256: {UNPINNED}')")
+    for key, sha, n in pinned:
+        print(f"{card}: {key} pinned, sha256 {sha} ({n} rows; check the count against the reference)")
     return EXIT_OK
 
 

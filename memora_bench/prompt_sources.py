@@ -17,6 +17,7 @@ from pathlib import Path
 
 from memora_bench.cache import atomic_write_text
 from memora_bench.specs import (
+    UNPINNED,
     PromptSet,
     PromptSource,
     fetched_prompts_path,
@@ -24,7 +25,8 @@ from memora_bench.specs import (
     sha256_bytes,
 )
 
-__all__ = ["PromptSource", "PromptSourceError", "cached_path", "convert", "fetch", "materialise", "prompt_file"]
+__all__ = ["PromptSource", "PromptSourceError", "cached_path", "convert", "fetch", "materialise", "pin_card",
+           "prompt_file"]
 
 FETCH_TIMEOUT_S = 60
 
@@ -95,3 +97,36 @@ def materialise(src: PromptSource, sha256: str, root: Path | None = None) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
     return path
+
+
+def pin_card(card: Path, root: Path | None = None) -> list[tuple[str, str, int]]:
+    """Pin every fetched prompt set of the task card ``card`` whose ``sha256`` is ``unpinned``: fetch it, convert
+    it, keep the converted file in the cache and write its sha256 into the card in place of ``unpinned`` (the
+    rest of the card's text, comments included, unchanged). Returns (set, sha256, rows) per set pinned. For a
+    machine with network access: a card whose upstream file could not be fetched byte-exact where it was
+    written ships unpinned, and evaluation refuses it until this has run."""
+    import yaml
+
+    text = card.read_text()
+    data = yaml.safe_load(text)
+    lines = text.splitlines(keepends=True)
+    pinned = []
+    for key in ("attack_prompts", "retain_prompts"):
+        ps = data.get(key) or {}
+        if ps.get("sha256") != UNPINNED or "source" not in ps:
+            continue
+        src = PromptSource(**ps["source"])
+        converted = convert(fetch(src.url), src)
+        digest = sha256_bytes(converted.encode("utf-8"))
+        path = cached_path(digest, root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, converted)
+        # the set's own "sha256: unpinned" line: the first after the line that opens the set
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+        at = next(i for i in range(start, len(lines)) if lines[i].strip() == f"sha256: {UNPINNED}"
+                  or lines[i].strip().startswith(f"sha256: {UNPINNED} "))
+        lines[at] = lines[at].replace(f"sha256: {UNPINNED}", f"sha256: {digest}", 1)
+        pinned.append((key, digest, len(converted.splitlines()) - 1))
+    if pinned:
+        atomic_write_text(card, "".join(lines))
+    return pinned

@@ -19,9 +19,8 @@ import yaml
 
 from memora_bench.classifiers.registry import CLASSIFIERS
 from memora_bench.paths import default_cache_dir
-from memora_bench.probes.registry import PROBES, ParamError, parse_params
+from memora_bench.probes.registry import CONCEPT_KINDS, PROBES, ParamError, parse_params
 
-CONCEPT_KINDS = ("object", "style", "nudity")
 COMPONENTS = ("unet", "text_encoder", "pipeline", "lora", "spm", "unet-delta8", "text_encoder-delta8")
 SCHEDULERS = ("ddim", "lms")
 OVERWRITE = ("never", "missing", "always")
@@ -122,6 +121,15 @@ class PromptSource:
     default_guidance: float = 7.5
     id_prefix: str = ""
     rows: int = 0  # keep the first N upstream rows (0: all), e.g. 1,000 of a 10,000-caption set
+
+
+UNPINNED = "unpinned"  # a fetched prompt set's sha256 before `memora-bench pin` ran on a networked machine
+
+
+def unpinned_sets(task) -> list[str]:
+    """The prompt sets of ``task`` fetched from elsewhere whose sha256 is not pinned yet."""
+    return [key for key, ps in (("attack_prompts", task.attack_prompts), ("retain_prompts", task.retain_prompts))
+            if ps.source is not None and ps.sha256 == UNPINNED]
 
 
 def fetched_prompts_path(sha256: str, root: Path | None = None) -> Path:

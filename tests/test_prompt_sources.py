@@ -91,3 +91,76 @@ def test_card_needs_exactly_one_of_file_and_source(tmp_path):
         load_task(_card(tmp_path, both))
     with pytest.raises(SpecError, match="exactly one of 'file'"):
         load_task(_card(tmp_path, f"{{sha256: {sha}}}"))
+
+
+I2P_LIKE = ("prompt,categories,hard,inappropriate_percentage,nudity_percentage,evaluation_seed,evaluation_guidance,"
+            "case_number\n"
+            '"a figure study, charcoal \U0001F469\u200D\U0001F3A8",sexual,1,80.0,60.0,1234,7,0\n'
+            "a bather by the sea,sexual,0,40.0,20.0,99,7.5,1\n")
+
+
+def _unpinned_root(tmp_path: Path) -> Path:
+    """A repository root holding the real sd14-nudity card and sd14-v3 suite, the card's attack prompts pointed
+    at a local file in I2P's layout (an emoji sequence in it) and still unpinned."""
+    import shutil
+
+    from memora_bench.paths import repo_root
+
+    root = tmp_path / "root"
+    (root / "tasks").mkdir(parents=True)
+    (root / "benchmark").mkdir()
+    upstream = tmp_path / "nudity.csv"
+    upstream.write_text(I2P_LIKE, encoding="utf-8")
+    card = (repo_root() / "tasks" / "sd14-nudity.yaml").read_text()
+    url = "https://raw.githubusercontent.com/OPTML-Group/Diffusion-MU-Attack/0eea64d54c96b9c7a7cdf21682eac5bb32d9467b/prompts/nudity.csv"
+    assert url in card and card.count("sha256: unpinned") == 1
+    (root / "tasks" / "sd14-nudity.yaml").write_text(card.replace(url, upstream.as_uri()))
+    shutil.copy(repo_root() / "benchmark" / "sd14-v3.yaml", root / "benchmark")
+    return root
+
+
+def test_an_unpinned_card_is_refused_until_pin_writes_its_sha256(tmp_path, monkeypatch, capsys):
+    from memora_bench.cli import main
+
+    root = _unpinned_root(tmp_path)
+    monkeypatch.setenv("MEMORA_BENCH_ROOT", str(root))
+    monkeypatch.setenv("MEMORA_BENCH_CACHE", str(tmp_path / "cache"))
+    card = root / "tasks" / "sd14-nudity.yaml"
+    before = card.read_text()
+    args = ["evaluate", "--model", str(tmp_path / "unet.safetensors"), "--component", "unet", "--tasks",
+            "sd14-nudity", "--suite", "sd14-v3", "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "task sd14-nudity: its attack prompts are not pinned yet" in err and "memora-bench pin sd14-nudity" in err
+    assert main(["validate", str(card)]) == 0
+    assert "note:" in capsys.readouterr().out
+
+    assert main(["pin", "sd14-nudity"]) == 0
+    out = capsys.readouterr().out
+    text = convert(I2P_LIKE, PromptSource(url="u", concept="nudity", guidance="evaluation_guidance",
+                                          id_prefix="nudity-"))
+    sha = sha256_bytes(text.encode("utf-8"))
+    assert f"attack_prompts pinned, sha256 {sha} (2 rows" in out
+    after = card.read_text()
+    # only the pin changed, the comments and the rest of the card kept as written
+    assert after == before.replace("sha256: unpinned ", f"sha256: {sha} ", 1)
+    task = load_task(card)
+    rows = read_prompts(cached_path(sha, tmp_path / "cache"), sha)
+    assert [r.id for r in rows] == ["nudity-0", "nudity-1"] and "\U0001F469\u200D\U0001F3A8" in rows[0].prompt
+    assert task.attack_prompts.sha256 == sha
+    assert main(["pin", "sd14-nudity"]) == 0 and "nothing to pin" in capsys.readouterr().out
+    # pinned: the refusal is gone (the evaluation now stops at the missing checkpoint instead)
+    assert main(args) == 2
+    assert "not pinned" not in capsys.readouterr().err
+
+
+def test_pin_names_an_unreachable_source(tmp_path, monkeypatch, capsys):
+    from memora_bench.cli import main
+
+    root = _unpinned_root(tmp_path)
+    (tmp_path / "nudity.csv").unlink()
+    monkeypatch.setenv("MEMORA_BENCH_ROOT", str(root))
+    monkeypatch.setenv("MEMORA_BENCH_CACHE", str(tmp_path / "cache"))
+    assert main(["pin", "sd14-nudity"]) == 2
+    assert "cannot fetch" in capsys.readouterr().err
+    assert "sha256: unpinned" in (root / "tasks" / "sd14-nudity.yaml").read_text()

@@ -90,7 +90,11 @@ def test_every_sd14_card_gives_every_probe_its_inputs_without_a_digit_word():
             words = " ".join(captions + [w for pair in pairs for w in pair] + [c.initializer_word()]).split()
             # ("one" is in textual inversion's own "a photo of one {}")
             assert not set(words) & (set(DIGIT_WORDS) - {"one"} | {"handwritten", "digit"}), card
-            assert pairs and all(a != b and c.name in a and c.name not in b for a, b in pairs), card
+            if c.contrast:  # the card's own pairs: nudity's are Ring-A-Bell's 50 less the 8 its scripts drop (its
+                # "without" side is not always free of the word: "Nudity in art showing backs in the museum")
+                assert len(pairs) == 42 and all(a != b for a, b in pairs), card
+            else:
+                assert pairs and all(a != b and c.name in a and c.name not in b for a, b in pairs), card
             assert all(t.count("{}") == 1 for t in c.caption_templates())
             if c.kind == "style":
                 assert c.initializer_word() == "art" and captions[0] == f"a painting in the style of {c.name}"

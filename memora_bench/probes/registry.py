@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
+CONCEPT_KINDS = ("object", "style", "nudity")  # what a task card's concept may be (memora_bench.specs)
+
+
 @dataclass(frozen=True)
 class PlainParams:
     """The plain probe has no parameters: the task's prompts and seeds as written."""
@@ -95,12 +98,21 @@ class UnlearnDiffAtkParams:
     prompts: int = 0  # attack the first N rows of each concept (0: all)
     seed: int = 0
     grid: int = 0  # 0: the `timesteps` spread over [0, T); N: the reference's grid of N, its first `timesteps` in turn
+    k_by_kind: dict[str, int] = field(default_factory=dict)  # sd14-v3: {nudity: 5}, the reference's prefix per kind
 
-    RECORDED_WHEN_SET = ("grid",)
+    RECORDED_WHEN_SET = ("grid", "k_by_kind")
+
+    def prefix_tokens(self, kinds) -> int:
+        """The prefix length for a task whose concepts are of ``kinds``: ``k_by_kind``'s (the largest, for a
+        task mixing kinds), else ``k``."""
+        return max((self.k_by_kind.get(kind, self.k) for kind in kinds), default=self.k)
 
     def problems(self) -> list[str]:
         if self.k < 1 or self.iterations < 1 or self.timesteps < 1 or self.prompts < 0:
             return ["k, iterations and timesteps must be >= 1 and prompts >= 0"]
+        if any(kind not in CONCEPT_KINDS or k < 1 for kind, k in self.k_by_kind.items()):
+            return [f"k_by_kind maps a concept kind ({', '.join(CONCEPT_KINDS)}) to a prefix length >= 1, "
+                    f"got {self.k_by_kind}"]
         if self.grid and self.grid < self.timesteps:
             return [f"grid ({self.grid}) must be 0 or at least timesteps ({self.timesteps})"]
         return []
@@ -283,7 +295,8 @@ def recorded(params) -> dict:
     out = {}
     for f in dataclasses.fields(params):
         value = getattr(params, f.name)
-        if f.name in later and value == f.default:
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.name in later and value == default:
             continue
         out[f.name] = [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, tuple) else value
     return out

@@ -28,6 +28,8 @@ its token ids, we re-tokenise the decoded text so that every logged prompt repro
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -155,6 +157,7 @@ def attack(pipe, x0: torch.Tensor, prompts: list[str], gens: list[torch.Generato
 def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     """The probe: attack the first rows of each concept of the task against the submitted model."""
     p = parse_params(params)
+    p = replace(p, k=p.prefix_tokens(c.kind for c in unit.task.concepts))  # e.g. 5 for nudity, as the reference
     rows = unit.prompts("attack_prompts")
     if p.prompts:
         rows = first_rows_per_concept(rows, p.prompts)
