@@ -404,7 +404,7 @@ def _table(summary: dict) -> str:
                 lo, hi = h["index_interval"] or (None, None)
                 text += f", index {_two(h['index'])} [{_two(lo)}, {_two(hi)}]"
             if "floor" in h:
-                text += f"; no retrain oracle: against a {h['floor']}"
+                text += f"; no retrain oracle: compared with {h['floor']}"
             if h["label"] == "undefined":
                 text += ("; needs the retrain oracle's result on this task under this suite: "
                          "memora-bench evaluate oracle original --suite ... --out <this folder>")

@@ -285,7 +285,7 @@ def oracle_free_headlines(result: dict, original: dict | None, cap: int) -> list
         rates = {p: (result["probes"][p]["rates"][c["label"]], None)
                  for p in sorted(q for q in result["probes"] if is_adversarial(q))}
         out.append({"concept": c, "rates": rates, "memora_label": alone.label, "headline": v.label,
-                    "decided_by": list(v.decided_by), "verdict": v, "floor": f"zero up to MemoRa budget {cap}"})
+                    "decided_by": list(v.decided_by), "verdict": v, "floor": f"a zero floor up to MemoRa budget {cap}"})
     return out
 
 

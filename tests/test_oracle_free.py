@@ -73,7 +73,7 @@ def test_concept_headlines_take_the_zero_floor_only_when_the_task_has_no_oracle(
     # a task without an oracle (no oracle curve) under a suite that pins the cap gets the zero-floor label
     (h,) = concept_headlines(_no_oracle(r, CAP), None, original)
     (same,) = oracle_free_headlines(r, original, CAP)
-    assert h["headline"] == same["headline"] and h["floor"] == f"zero up to MemoRa budget {CAP}"
+    assert h["headline"] == same["headline"] and h["floor"] == f"a zero floor up to MemoRa budget {CAP}"
     assert h["verdict"].index == same["verdict"].index
     # without the cap such a task has no label
     unpinned = _no_oracle(r, CAP)

@@ -150,9 +150,9 @@ def test_the_sd14_suite_runs_every_probe_end_to_end_on_a_tiny_sd_shaped_pipeline
     # the suite's cap (issue 27 item 2); MemoRa's own curve has no oracle curve beside it.
     headline = row["headlines"]["church"]
     assert headline["label"] in ("STM", "partial", "LTM") and headline["oracle_result"] is False, headline
-    assert headline["floor"] == "zero up to MemoRa budget 2", headline
+    assert headline["floor"] == "a zero floor up to MemoRa budget 2", headline
     assert row["memora_concepts"]["church"]["oracle"] == []
     summary = _cli(sd_root, "evaluate", "--model", str(sd_root / "unet.safetensors"), "--component", "unet",
                    "--tasks", "sd14-church", "--suite", "sd14-tiny", "--out", str(out))  # every part cached
     assert f"church: {headline['label']}" in summary.stdout, summary.stdout[-3000:]
-    assert "no retrain oracle: against a zero up to MemoRa budget 2" in summary.stdout
+    assert "no retrain oracle: compared with a zero floor up to MemoRa budget 2" in summary.stdout
