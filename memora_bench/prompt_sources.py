@@ -122,9 +122,11 @@ def pin_card(card: Path, root: Path | None = None) -> list[tuple[str, str, int]]
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, converted)
         # the set's own "sha256: unpinned" line: the first after the line that opens the set
-        start = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
-        at = next(i for i in range(start, len(lines)) if lines[i].strip() == f"sha256: {UNPINNED}"
-                  or lines[i].strip().startswith(f"sha256: {UNPINNED} "))
+        start = next((i for i, line in enumerate(lines) if line.startswith(f"{key}:")), len(lines))
+        at = next((i for i in range(start, len(lines)) if f"sha256: {UNPINNED}" in lines[i]), None)
+        if at is None:
+            raise PromptSourceError(f"{card}: cannot find {key}'s 'sha256: {UNPINNED}' line to replace (write the "
+                                    f"set as a block mapping, one key per line); its sha256 is {digest}")
         lines[at] = lines[at].replace(f"sha256: {UNPINNED}", f"sha256: {digest}", 1)
         pinned.append((key, digest, len(converted.splitlines()) - 1))
     if pinned:
