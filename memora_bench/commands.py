@@ -559,7 +559,6 @@ def pin(args) -> int:
     """Pin a card's prompt sets published elsewhere (``sha256: unpinned``): fetch, convert, write the sha256."""
     try:
         card = resolve("task", args.task)
-        load_task(card)
         pinned = pin_card(card)
         load_task(card)  # the pinned card loads, and its fetched sets read back under their sha256
     except SpecError as err:

@@ -21,8 +21,10 @@ from memora_bench.specs import (
     PromptSet,
     PromptSource,
     fetched_prompts_path,
+    load_task,
     prompts_csv,
     sha256_bytes,
+    unpinned_sets,
 )
 
 __all__ = ["PromptSource", "PromptSourceError", "cached_path", "convert", "fetch", "materialise", "pin_card",
@@ -100,33 +102,28 @@ def materialise(src: PromptSource, sha256: str, root: Path | None = None) -> Pat
 
 
 def pin_card(card: Path, root: Path | None = None) -> list[tuple[str, str, int]]:
-    """Pin every fetched prompt set of the task card ``card`` whose ``sha256`` is ``unpinned``: fetch it, convert
-    it, keep the converted file in the cache and write its sha256 into the card in place of ``unpinned`` (the
-    rest of the card's text, comments included, unchanged). Returns (set, sha256, rows) per set pinned. For a
-    machine with network access: a card whose upstream file could not be fetched byte-exact where it was
-    written ships unpinned, and evaluation refuses it until this has run."""
-    import yaml
-
-    text = card.read_text()
-    data = yaml.safe_load(text)
-    lines = text.splitlines(keepends=True)
+    """Pin every fetched prompt set of the task card ``card`` whose ``sha256`` is ``unpinned``
+    (:func:`memora_bench.specs.unpinned_sets`): fetch it, convert it, keep the converted file in the cache and
+    write its sha256 into the card in place of ``unpinned`` (the rest of the card's text, comments included,
+    unchanged). Returns (set, sha256, rows) per set pinned. For a machine with network access: a card whose
+    upstream file could not be fetched byte-exact where it was written ships unpinned, and evaluation refuses it
+    until this has run."""
+    task = load_task(card)
+    lines = card.read_text().splitlines(keepends=True)
     pinned = []
-    for key in ("attack_prompts", "retain_prompts"):
-        ps = data.get(key) or {}
-        if ps.get("sha256") != UNPINNED or "source" not in ps:
-            continue
-        src = PromptSource(**ps["source"])
+    for key in unpinned_sets(task):
+        src = getattr(task, key).source
         converted = convert(fetch(src.url), src)
         digest = sha256_bytes(converted.encode("utf-8"))
         path = cached_path(digest, root)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, converted)
-        # the set's own "sha256: unpinned" line: the first after the line that opens the set
+        # the set's own "sha256: unpinned": the first after the line that opens the set
         start = next((i for i, line in enumerate(lines) if line.startswith(f"{key}:")), len(lines))
         at = next((i for i in range(start, len(lines)) if f"sha256: {UNPINNED}" in lines[i]), None)
         if at is None:
-            raise PromptSourceError(f"{card}: cannot find {key}'s 'sha256: {UNPINNED}' line to replace (write the "
-                                    f"set as a block mapping, one key per line); its sha256 is {digest}")
+            raise PromptSourceError(f"{card}: cannot find {key}'s 'sha256: {UNPINNED}' to replace; its sha256 is "
+                                    f"{digest}")
         lines[at] = lines[at].replace(f"sha256: {UNPINNED}", f"sha256: {digest}", 1)
         pinned.append((key, digest, len(converted.splitlines()) - 1))
     if pinned:

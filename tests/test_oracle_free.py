@@ -92,7 +92,7 @@ def test_the_cap_must_be_a_budget_under_the_excess_score():
 
 
 def test_at_least_nine_in_ten_mini_v4_labels_agree_and_none_is_milder():
-    rows = oft.oracle_free_rows(RESULTS, repo_root() / "baselines", CAP)
+    rows = oft.rows_by_cap(RESULTS, repo_root() / "baselines")[CAP]
     assert len(rows) == 74
     agree = [x for x in rows if x["free_label"] == x["oracle_label"]]
     assert len(agree) / len(rows) >= 0.9, len(agree)

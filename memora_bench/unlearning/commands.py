@@ -158,17 +158,17 @@ def _probe_effect(results: Path, args) -> int:
 
 
 def _oracle_free(results: Path, args) -> int:
-    by_cap = oft.agreement_by_cap(results)
-    if not by_cap:
+    rows = oft.rows_by_cap(results, repo_root() / "baselines")
+    if not rows:
         print(f"error: no result under {results} is labelled against the retrain oracle's result beside it",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.cap not in by_cap:
-        print(f"error: --only oracle-free needs --cap, one of MemoRa's budgets {sorted(by_cap)}", file=sys.stderr)
+    if args.cap not in rows:
+        print(f"error: --only oracle-free needs --cap, one of MemoRa's budgets {sorted(rows)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    rows = oft.oracle_free_rows(results, repo_root() / "baselines", args.cap)
-    text = oft.oracle_free_markdown(rows, args.cap, by_cap, oft.leave_one_task_out(by_cap))
-    return _print_or_write(text, args.write, *oft.MARKERS, f"oracle-free table of {len(rows)} rows (cap {args.cap})")
+    by_cap = oft.agreement_by_cap(rows)
+    text = oft.oracle_free_markdown(rows[args.cap], args.cap, by_cap, oft.leave_one_task_out(by_cap))
+    return _print_or_write(text, args.write, *oft.MARKERS, f"oracle-free table of {len(rows[args.cap])} rows (cap {args.cap})")
 
 
 def _print_or_write(text: str, write: str | None, begin: str, end: str, what: str) -> int:

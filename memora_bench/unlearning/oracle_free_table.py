@@ -21,51 +21,41 @@ MARKERS = ("<!-- oracle-free-table:begin -->", "<!-- oracle-free-table:end -->")
 ORDER = {"LTM": 0, "partial": 1, "STM": 2}
 
 
-def _pairs(results: Path):
-    """(task, submission, control, oracle-based headline, result, the original's result) per result labelled
-    against the oracle."""
+def rows_by_cap(results: Path, baselines: Path) -> dict[int, list[dict]]:
+    """Per cap among MemoRa's budgets, one row per (submission, task, erased concept) labelled against the
+    oracle: both labels, both indices, the probes that decided the zero-floor label. Each result's oracle-based
+    headlines are made once; its zero-floor ones once per cap."""
     loaded, oracles, originals = load_with_references(results)
+    order = {c: i for i, c in enumerate(CONTROLS)}
+    out: dict[int, list[dict]] = {}
     for r in loaded:
         m = r["probes"].get("memora")
-        task = r["task"]["name"]
+        task, sub = r["task"]["name"], r["submission"]["name"]
         if not m or task not in oracles or not all("evidence" in c for c in m["concepts"].values()):
             continue
-        for h in concept_headlines(r, oracles[task], originals.get(task)):
-            if h["verdict"] is not None:
-                yield task, r, h, originals.get(task)
-
-
-def oracle_free_rows(results: Path, baselines: Path, cap: int) -> list[dict]:
-    """One row per (submission, task, erased concept): both labels, both indices, the probes that decided each."""
-    out = []
-    for task, r, h, original in _pairs(results):
-        sub = r["submission"]["name"]
-        free = next(f for f in oracle_free_headlines(r, original, cap) if f["concept"]["name"] == h["concept"]["name"])
-        out.append({"task": task, "submission": sub, "recipe": _recipe(sub, baselines),
+        against = concept_headlines(r, oracles[task], originals.get(task))
+        for cap in m["params"]["budgets"]:
+            free = oracle_free_headlines(r, originals.get(task), cap)
+            for h, f in zip(against, free):
+                if h["verdict"] is None:
+                    continue
+                out.setdefault(int(cap), []).append({
+                    "task": task, "submission": sub, "recipe": _recipe(sub, baselines),
                     "control": bool(r["submission"].get("control")), "concept": h["concept"]["label"],
                     "oracle_label": h["headline"], "oracle_index": h["verdict"].index,
-                    "oracle_decided_by": h["decided_by"], "free_label": free["headline"],
-                    "free_index": free["verdict"].index, "free_decided_by": free["decided_by"]})
-    order = {c: i for i, c in enumerate(CONTROLS)}
-    out.sort(key=lambda x: (x["task"], x["control"], order.get(x["submission"], -1), x["recipe"], x["concept"]))
-    return out
+                    "free_label": f["headline"], "free_index": f["verdict"].index, "free_decided_by": f["decided_by"]})
+    for rows in out.values():
+        rows.sort(key=lambda x: (x["task"], x["control"], order.get(x["submission"], -1), x["recipe"], x["concept"]))
+    return dict(sorted(out.items()))
 
 
-def agreement_by_cap(results: Path) -> dict[int, dict[str, tuple[int, int]]]:
-    """Per cap among MemoRa's budgets, per task: (results whose oracle-free label is the oracle-based one, all)."""
-    pairs = list(_pairs(results))
-    if not pairs:
-        return {}
-    budgets = pairs[0][1]["probes"]["memora"]["params"]["budgets"]
-    out: dict[int, dict[str, tuple[int, int]]] = {}
-    for cap in budgets:
-        per: dict[str, list[int]] = {}
-        for task, r, h, original in pairs:
-            free = next(f for f in oracle_free_headlines(r, original, cap) if f["concept"]["name"] == h["concept"]["name"])
-            tally = per.setdefault(task, [0, 0])
-            tally[0] += free["headline"] == h["headline"]
-            tally[1] += 1
-        out[int(cap)] = {t: (a, n) for t, (a, n) in sorted(per.items())}
+def agreement_by_cap(by_cap: dict[int, list[dict]]) -> dict[int, dict[str, tuple[int, int]]]:
+    """Per cap, per task: (rows whose zero-floor label is the oracle-based one, all rows)."""
+    out = {}
+    for cap, rows in by_cap.items():
+        tasks = sorted({x["task"] for x in rows})
+        out[cap] = {t: (sum(x["free_label"] == x["oracle_label"] for x in rows if x["task"] == t),
+                        sum(x["task"] == t for x in rows)) for t in tasks}
     return out
 
 
