@@ -2,7 +2,7 @@
 result records (docs/submitting.md, "From Python").
 
     import memora_bench
-    results = memora_bench.evaluate("demo-ablate-seven", suite="mini-v4", out="runs/demo")
+    results = memora_bench.evaluate("demo-ablate-seven", suite="mini-v5", out="runs/demo")
     results = memora_bench.evaluate(model="my-unet.safetensors", component="unet", tasks=["mini-seven"])
     for r in results:
         print(r["submission"]["name"], r["task"]["name"], r["headlines"])

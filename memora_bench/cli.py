@@ -173,7 +173,7 @@ def build_cli() -> argparse.ArgumentParser:
     ct = csub.add_parser("table", help="the controls' truth, index and label, the ladder's Spearman correlation and "
                                        "the STM threshold's calibration, from result files (docs/scoring.md)")
     ct.add_argument("results", help="a results folder (<submission>/<task>.json) of a suite with the verdict, "
-                                    "e.g. results/mini-v4")
+                                    "e.g. results/mini-v5")
     ct.add_argument("--write", metavar="DOC", default=None,
                     help="replace the table between the controls-table markers of DOC (e.g. docs/scoring.md)")
     cb.add_argument("--steps", default=None,

@@ -27,4 +27,4 @@ def default_cache_dir() -> Path:
     return Path(env) if env else repo_root() / ".cache" / "memora-bench"
 
 
-DEFAULT_SUITE = "mini-v4"  # the official suite: what `evaluate` and the Python API run unless told otherwise
+DEFAULT_SUITE = "mini-v5"  # the official suite: what `evaluate` and the Python API run unless told otherwise

@@ -13,8 +13,8 @@ task) is copied from ``DIR/<submission>/<task>.json`` only when everything that 
 - for a probe, its parameters in the earlier suite file (found beside the new suite by name and checked by
   the sha256 the earlier result recorded) equal its parameters in the new suite.
 
-The CI gate (``make gate``) also recomputes two submissions from a cold cache and requires ``--exact``
-equality with the committed results. The copied section says where it came from (``reused_from``:
+The CI gate (``make gate``) also recomputes the demo submission from a cold cache and requires ``--exact``
+equality with its committed result. The copied section says where it came from (``reused_from``:
 the earlier file, its sha256, suite and creation time) and the image lines are copied with it.
 """
 

@@ -3,7 +3,7 @@ the committed results of the official suite (the original model and the retrain 
 
 These replaced slow tests that evaluated both models again on tiny fixture suites (issue 29: CI under 25
 minutes): the current code's MemoRa and adversarial probes run end to end in `make gate`, which requires their
-every count to equal the committed results (the demo and SalUn on mini-seven, every probe of the suite), and the
+every count to equal the committed result (the demo on mini-seven, every probe of the suite), and the
 properties below are properties of those committed results.
 """
 
