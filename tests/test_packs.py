@@ -167,11 +167,12 @@ def test_the_committed_pack_verifies_and_holds_the_floor(task):
 
 
 def test_pack_check_tells_a_result_that_computed_the_shared_work(capsys):
-    """On committed results: the first three-eight result of session 17 drew the oracle's floor itself (its
-    machine had no cache); SalUn's three-eight result, made after it, found it cached."""
+    """On committed results of mini-v4: its first three-eight result (session 17) drew the oracle's floor itself
+    (its machine had no cache); SalUn's three-eight result, made after it, found it cached. (No mini-v5 result
+    computed shared work: the mini-v4 runs had left it, identical, in the cache.)"""
     from memora_bench.cli import main
 
-    results = repo_root() / "results" / DEFAULT_SUITE
+    results = repo_root() / "results" / "mini-v4"
     assert main(["pack", "check", str(results / "advunlearn-mini-three-eight" / "mini-three-eight.json")]) == 1
     out = capsys.readouterr().out
     assert "computed shared work (" in out and "generate_memora_oracle" in out

@@ -305,19 +305,24 @@ def _regular(path: Path) -> bool:
 
 def _copy_image(key: str, stores: ImageStores, out: Path) -> str | None:
     """The image's site path, copied into ``out/img`` from the first store that has it; None if none has it.
+    The images kept beside the results come first: a cache may hold a redraw of the same key whose pixels
+    differ in the last bit (another thread count), and the site must show what a fresh clone rebuilds.
     ``key`` is a validated cache key, so every copy reads and writes only ``<folder>/<key>.png``."""
     if not is_key(key):
         raise LeaderboardError([f"image_key {key[:80]!r} is not a cache key"])
     dst = out / "img" / f"{key}.png"
-    sources = ([stores.cache.path("images", key, ".png")] if stores.cache is not None else []) + \
-        [folder / f"{key}.png" for folder in stores.beside_results] + [dst]
+    sources = [folder / f"{key}.png" for folder in stores.beside_results] + \
+        ([stores.cache.path("images", key, ".png")] if stores.cache is not None else []) + [dst]
     src = next((p for p in sources if _regular(p)), None)
     if src is None:
         return None
-    for target in [dst] + ([stores.keep / f"{key}.png"] if stores.keep is not None else []):
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target)
+    if src != dst and (not dst.exists() or dst.read_bytes() != src.read_bytes()):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    keep = stores.keep / f"{key}.png" if stores.keep is not None else None
+    if keep is not None and not keep.exists():
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, keep)
     stores.shown.add(key)
     return f"../img/{key}.png"
 
