@@ -47,31 +47,32 @@ bench: $(VENV)/.installed
 
 # This project's own regression gate: re-evaluate the demo submission with the official suite $(SUITE) on a cold
 # cache (nothing but the committed shared-work pack, checked first) and require every count to equal its committed
-# result (a run is reproducible to the image on one machine type), so a code change that moves a score fails CI.
-# It runs on both threads: every count is the same on any number of threads (tests/test_executors.py); a redraw
-# on another thread count or machine may move a few pixels by one level (322 of the 1,320 images the site shows;
-# in the 40 checked, 1-16 of 1,024 pixels by one level) and a classifier score in its sixth decimal. `make gate-all` also
-# re-evaluates one committed baseline (SalUn on mini-seven, an LTM result beside the demo's STM one) side by
-# side, one thread each: about 1.5x the gate's time, which CI does not spend (docs/ci.md).
-gate: $(VENV)/.installed
+# result, so a code change that moves a score fails CI. Counts do not depend on the thread count
+# (tests/test_executors.py); a redrawn image may differ by one level in a few pixels (docs/ci.md). `make gate-all`
+# also re-evaluates SalUn on mini-seven (an LTM result beside the demo's STM one), the two side by side on one
+# thread each: about 1.5x the gate's time, which CI does not spend.
+define gate_prepare
 	rm -rf runs/gate runs/gate-cache
 	mkdir -p runs/gate
 	$(BIN)/memora-bench pack verify --suite $(SUITE)
+endef
+GATE_DEMO := submissions/demo-ablate-seven/results/$(SUITE)/demo-ablate-seven
+
+gate: $(VENV)/.installed
+	$(gate_prepare)
 	$(BIN)/memora-bench evaluate demo-ablate-seven --suite $(SUITE) --out runs/gate --cache-dir runs/gate-cache --quiet
-	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/$(SUITE)/demo-ablate-seven runs/gate/demo-ablate-seven --exact
+	$(BIN)/memora-bench compare $(GATE_DEMO) runs/gate/demo-ablate-seven --exact
 	$(BIN)/memora-bench pack check runs/gate
 
 gate-all: $(VENV)/.installed
-	rm -rf runs/gate runs/gate-cache
-	mkdir -p runs/gate
-	$(BIN)/memora-bench pack verify --suite $(SUITE)
+	$(gate_prepare)
 	OMP_NUM_THREADS=1 $(BIN)/memora-bench evaluate demo-ablate-seven --suite $(SUITE) --out runs/gate \
 	  --cache-dir runs/gate-cache --quiet > runs/gate/demo-ablate-seven.log 2>&1 & demo=$$!; \
 	OMP_NUM_THREADS=1 $(BIN)/memora-bench evaluate salun-mini-seven --suite $(SUITE) --out runs/gate \
 	  --cache-dir runs/gate-cache --quiet > runs/gate/salun-mini-seven.log 2>&1 & salun=$$!; \
 	status=0; wait $$demo || status=$$?; wait $$salun || status=$$?; \
 	cat runs/gate/demo-ablate-seven.log runs/gate/salun-mini-seven.log; exit $$status
-	$(BIN)/memora-bench compare submissions/demo-ablate-seven/results/$(SUITE)/demo-ablate-seven runs/gate/demo-ablate-seven --exact
+	$(BIN)/memora-bench compare $(GATE_DEMO) runs/gate/demo-ablate-seven --exact
 	$(BIN)/memora-bench compare results/$(SUITE)/salun-mini-seven runs/gate/salun-mini-seven --exact
 	$(BIN)/memora-bench pack check runs/gate
 
