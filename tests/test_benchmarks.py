@@ -18,6 +18,10 @@ from memora_bench.models.generate import GenerationConfig, generate
 pytestmark = pytest.mark.benchmark
 SHORT = os.environ.get("MEMORA_BENCH_SHORT") == "1"
 N = 32 if SHORT else 64  # the short mode still fills two whole micro-batches (16), one per core
+# The per-prompt loop makes one pipeline call per image, one after the other, so its seconds per image do not
+# depend on how many images it draws: the short mode times it on the first half of the workload (the batched
+# side keeps all N, which its micro-batches need) and compares images per second.
+N_LOOP = N // 2 if SHORT else N
 ROUNDS = 3
 REGRESSION_FLOOR = 4.0  # batched vs per-prompt loop; the target itself (5x) is reported, see below
 
@@ -55,20 +59,22 @@ def test_batched_generation_vs_per_prompt_pipeline_loop(benchmark, pipe):
 
     def naive_round():
         t0 = time.perf_counter()
-        naive_runs.append((per_prompt_pipeline_loop(pipe, prompts, seeds), time.perf_counter() - t0))
+        naive_runs.append((per_prompt_pipeline_loop(pipe, prompts[:N_LOOP], seeds[:N_LOOP]),
+                           time.perf_counter() - t0))
 
     batched = benchmark.pedantic(generate, args=(pipe, prompts, seeds, config), setup=naive_round, rounds=ROUNDS,
                                  iterations=1)
     naive, naive_s = naive_runs[-1][0], min(t for _, t in naive_runs)
     assert len(naive_runs) == ROUNDS
     batched_s = benchmark.stats.stats.min
-    ratio = naive_s / batched_s
-    benchmark.extra_info.update(images=N, per_prompt_loop_s=round(naive_s, 2), batched_s=round(batched_s, 2),
-                                speedup=round(ratio, 2), batched_images_per_s=round(N / batched_s, 2))
-    print(f"\nbatched {N / batched_s:.2f} img/s vs per-prompt loop {N / naive_s:.2f} img/s: {ratio:.2f}x")
-    assert batched.shape == naive.shape
+    ratio = (naive_s / N_LOOP) / (batched_s / N)
+    benchmark.extra_info.update(images=N, per_prompt_loop_images=N_LOOP, per_prompt_loop_s=round(naive_s, 2),
+                                batched_s=round(batched_s, 2), speedup=round(ratio, 2),
+                                batched_images_per_s=round(N / batched_s, 2))
+    print(f"\nbatched {N / batched_s:.2f} img/s vs per-prompt loop {N_LOOP / naive_s:.2f} img/s: {ratio:.2f}x")
+    assert batched.shape[1:] == naive.shape[1:] and len(batched) == N and len(naive) == N_LOOP
     # Our loop is diffusers' StableDiffusionPipeline in batches: same images up to float rounding.
-    assert np.abs(naive * 255 - batched.astype(np.float64)).max() <= 2.0
+    assert np.abs(naive * 255 - batched[:N_LOOP].astype(np.float64)).max() <= 2.0
     # The design target is 5x, and on this machine the figure sits near it: clean-clone CI runs measured 6.32x,
     # 5.89x, 5.39x and 4.86x (sessions 12-16), so asserting 5.0 fails on noise alone. The
     # assertion is a regression floor: running the micro-batches one after another instead of side by side would

@@ -18,6 +18,7 @@ from __future__ import annotations
 from memora_bench.cache import cache_key
 from memora_bench.context import ProbeContext, ProbeOutput, first_rows_per_concept
 from memora_bench.models.generate import MICRO_BATCH, GenerationConfig, decode, encode_prompts, initial_latents
+from memora_bench.models.parallel import side_by_side
 from memora_bench.models.trajectory import ddim_steps, sampler, unconditional
 from memora_bench.probes import registry
 from memora_bench.results import cost_record
@@ -64,15 +65,22 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
                                 "image_key": key})
 
     def draw(chunk):
-        out = {}
-        for i in sorted({c["interrupt"] for c in chunk}):
+        start_pipe, pipe = unit.original.pipeline(unit.timer), unit.pipeline()
+
+        def one(i):  # one interrupt step: its trajectories started once each, then finished every way
             part = [c for c in chunk if c["interrupt"] == i]
             starts = list(dict.fromkeys((c["row"].prompt, c["seed"]) for c in part))  # once per trajectory
-            x = start_latents(unit.original.pipeline(unit.timer), [t for t, _ in starts], [s for _, s in starts],
-                              i + 1, p.steps, p.guidance, g.height, g.width)
+            x = start_latents(start_pipe, [t for t, _ in starts], [s for _, s in starts], i + 1, p.steps,
+                              p.guidance, g.height, g.width)
             at = {st: k for k, st in enumerate(starts)}
             x = x[[at[(c["row"].prompt, c["seed"])] for c in part]]
-            images = finish(unit.pipeline(), x, [c["finish_prompt"] for c in part], i + 1, p.steps, p.guidance)
+            return part, finish(pipe, x, [c["finish_prompt"] for c in part], i + 1, p.steps, p.guidance)
+
+        # the interrupt steps side by side, one thread each (a step's images are one micro-batch on the
+        # one-concept tasks, which alone would leave a core idle); an image does not depend on what runs beside it
+        out = {}
+        for part, images in side_by_side([lambda i=i: one(i) for i in sorted({c["interrupt"] for c in chunk})],
+                                         pipe.device, inference=True):
             out.update(zip(map(id, part), images))
         return [out[id(c)] for c in chunk]
 
