@@ -81,9 +81,10 @@ def best_of_variants(unit: ProbeContext, probe: str, p, grid: list[dict], draw) 
                              "prompt": r.prompt, "seed": seed, **settings, "steps": p.steps, "guidance": p.guidance,
                              "height": g.height, "width": g.width, "micro_batch": MICRO_BATCH})
             records.append({"row": r, "seed": seed, "variant": j, **settings, "image_key": key})
-    # whole prompts per chunk, as many as fill two micro-batches (one per core; at least one prompt): a chunk's
-    # micro-batches run side by side, and an image does not depend on its chunk (fixed padded micro-batches)
-    per_chunk = max(1, 2 * MICRO_BATCH // len(grid))
+    # chunks of whole prompts up to the other probes' MICRO_BATCH * 4 images: a chunk's micro-batches run side by
+    # side (with len(grid) * 4 classifier guidance drew 8 images, one half-padded micro-batch, at a time), and an
+    # image does not depend on its chunk (fixed padded micro-batches)
+    per_chunk = max(1, MICRO_BATCH * 4 // len(grid))
     unit.drawn_images(records, probe, draw, chunk=len(grid) * per_chunk, prepare=unit.pipeline)
     unit.judge(records, probe)
     n = len(grid)
