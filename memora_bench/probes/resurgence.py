@@ -55,11 +55,18 @@ def run(unit: ProbeContext, params: dict) -> ProbeOutput:
     rows = first_rows_per_concept(unit.prompts("attack_prompts"), p.eval_prompts)
     curve, lines, final = [], [], None
     per_seed = [(seed, _checkpoints(unit, sources, seed, p)) for seed in p.seeds]
+
+    def draw(b: int, ckpts: dict) -> list[dict]:
+        model = unit.model if b == 0 else recovered_model(unit, unit.model, [ckpts[b]], p)
+        return unit.images(rows, "resurgence", model=model)
+
+    # every budget's and seed's images side by side, one thread each (one micro-batch each on the one-concept
+    # tasks, which alone would leave a core idle); an image does not depend on what runs beside it
+    drawn = iter(unit.side_by_side([lambda b=b, ck=ckpts: draw(b, ck) for b in p.budgets for _, ckpts in per_seed]))
     for b in p.budgets:
         recs = []
-        for seed, ckpts in per_seed:
-            model = unit.model if b == 0 else recovered_model(unit, unit.model, [ckpts[b]], p)
-            got = unit.judge(unit.images(rows, "resurgence", model=model), "resurgence")
+        for seed, _ in per_seed:
+            got = unit.judge(next(drawn), "resurgence")
             recs += got
             lines += [dict(line, attack_seed=seed, budget=b) for line in unit.lines(got, "resurgence", "attack")]
         curve.append({"budget": b, "rates": unit.rates(recs)})
