@@ -121,3 +121,23 @@ def test_nothing_below_the_command_line_reads_the_device_from_the_environment():
     readers = [p.relative_to(repo_root()).as_posix() for p in (repo_root() / "memora_bench").rglob("*.py")
                if "MEMORA_BENCH_DEVICE" in p.read_text() or "DEVICE_ENV" in p.read_text()]
     assert readers == ["memora_bench/models/parallel.py"]
+
+
+def test_a_result_records_the_cpu_whose_kernels_made_it(monkeypatch, tmp_path):
+    """The CPU's instruction set selects torch's kernels, so the result says which CPU and which kernels."""
+    import torch
+
+    from memora_bench.models import parallel
+
+    env = parallel.Runtime("cpu").environment(16)
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["cpu"] == parallel.cpu_name() and env["cpu"]
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Some CPU @ 2.0GHz\nflags\t: avx2\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: real_open(info if p == "/proc/cpuinfo" else p, *a, **k))
+    assert parallel.cpu_name() == "Some CPU @ 2.0GHz"
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: (_ for _ in ()).throw(OSError("no procfs")))
+    monkeypatch.setattr(parallel.platform, "processor", lambda: "")
+    monkeypatch.setattr(parallel.platform, "machine", lambda: "x86_64")
+    assert parallel.cpu_name() == "x86_64"

@@ -70,7 +70,22 @@ class Runtime:
             "diffusers": diffusers.__version__, "transformers": transformers.__version__,
             "numpy": np.__version__, "device": self.device_name(),
             "torch_threads": torch.get_num_threads(), "micro_batch": micro_batch, "code": code_version(),
+            # the CPU's instruction set selects torch's kernels: an image's last bits, and through the gradient
+            # of classifier guidance now and then a count, differ between CPUs (docs/results.md)
+            "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @contextlib.contextmanager
