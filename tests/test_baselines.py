@@ -110,6 +110,36 @@ def test_word_embedding_forward_equals_the_encoder():
         assert torch.equal(encode_word_embeddings(pipe.text_encoder, ids, table(ids)), pipe.text_encoder(ids)[0])
 
 
+def test_word_embeddings_replace_only_the_calling_threads_pass():
+    """While one thread encodes free word embeddings, another thread's pass through the same encoder (an image
+    drawn meanwhile) gets its prompt's own embeddings, not the hooked ones."""
+    import threading
+
+    pipe = tiny_pipeline()
+    te = pipe.text_encoder
+    ids = pipe.tokenizer(["a handwritten seven"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    other_ids = pipe.tokenizer(["the digit 7"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        own, other = te(ids)[0], te(other_ids)[0]
+        free = torch.randn(te.get_input_embeddings()(ids).shape, generator=torch.Generator().manual_seed(0))
+        seen = []
+
+        def meanwhile(module, inputs, output):  # runs inside the hooked pass: another thread encodes now
+            if not seen:
+                seen.append(None)
+                worker = threading.Thread(target=lambda: seen.append(te(other_ids)[0]))
+                worker.start()
+                worker.join()
+
+        probe = te.get_submodule("final_layer_norm").register_forward_hook(meanwhile)
+        try:
+            hooked = encode_word_embeddings(te, ids, free)
+        finally:
+            probe.remove()
+    assert len(seen) == 2 and torch.equal(seen[1], other)  # the other thread's pass was its own
+    assert not torch.equal(hooked, own)  # and the calling thread's pass did use the free embeddings
+
+
 def test_fmn_token_positions():
     from memora_bench.unlearning.fmn import token_positions
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 
 def encode_word_embeddings(text_encoder, input_ids: torch.Tensor, word_embeds: torch.Tensor) -> torch.Tensor:
     """Text-encoder hidden states for given word (token) embeddings instead of the embedding table's rows:
     the model's own forward pass, with the token-embedding output replaced (``input_ids`` keep the shape and
-    the end-of-text position)."""
-    hook = text_encoder.get_input_embeddings().register_forward_hook(lambda m, i, o: word_embeds)
+    the end-of-text position). The replacement applies to the calling thread's pass only: another thread
+    encoding prompts with the same encoder meanwhile (UnlearnDiffAtk's candidate images) gets its own."""
+    owner = threading.get_ident()
+    hook = text_encoder.get_input_embeddings().register_forward_hook(
+        lambda m, i, o: word_embeds if threading.get_ident() == owner else o)
     try:
         return text_encoder(input_ids)[0]
     finally:
