@@ -11,7 +11,7 @@ def encode_word_embeddings(text_encoder, input_ids: torch.Tensor, word_embeds: t
     """Text-encoder hidden states for given word (token) embeddings instead of the embedding table's rows:
     the model's own forward pass, with the token-embedding output replaced (``input_ids`` keep the shape and
     the end-of-text position). The replacement applies to the calling thread's pass only: another thread
-    encoding prompts with the same encoder meanwhile (UnlearnDiffAtk's candidate images) gets its own."""
+    encoding prompts with the same encoder meanwhile (e.g. drawing images beside an attack's steps) gets its own."""
     owner = threading.get_ident()
     hook = text_encoder.get_input_embeddings().register_forward_hook(
         lambda m, i, o: word_embeds if threading.get_ident() == owner else o)
